@@ -1,0 +1,1 @@
+"""durox: durable orchestrations for Python."""

@@ -1,0 +1,1 @@
+"""Storage providers: where durox keeps history, queues, status and KV."""

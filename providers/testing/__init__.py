@@ -1,0 +1,1 @@
+"""The provider conformance suite, importable so any provider can run it."""
