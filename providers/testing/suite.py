@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from durox.providers.testing import (  # noqa: F401  (imported to register their checks)
     atomicity,
+    errors,
     instance_creation,
+    lock_expiration,
+    locking,
+    queues,
 )
 from durox.providers.testing.registry import ALL_CHECKS
 
