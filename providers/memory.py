@@ -450,9 +450,8 @@ class MemoryProvider(Provider, ProviderAdmin):
             now = self._open()
             lock = self._held_lock(lock_token, now, "ack_orchestration_item")
             if commit.instance != lock.instance:
-                raise ProviderError(
-                    f"commit is for instance {commit.instance!r} but lock token {lock_token!r} locks {lock.instance!r}",
-                    operation="ack_orchestration_item",
+                raise InvalidArgument(
+                    f"commit is for instance {commit.instance!r} but lock token {lock_token!r} locks {lock.instance!r}"
                 )
             row = self._instances[lock.instance]
             execution = row.executions.get(commit.execution_id)

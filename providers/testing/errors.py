@@ -202,14 +202,14 @@ def duplicate_event_id_error_says_why(env: Env) -> None:
 
 @check(C)
 def commit_for_another_instance_is_rejected(env: Env) -> None:
-    """An ack whose commit names a different instance than the lock raises ProviderError and writes nothing."""
+    """An ack whose commit names another instance than the lock is refused (InvalidArgument or ProviderError); nothing is written."""
     p = env.provider
     start_instance(p, "other")
     create(p, "i1")
     item = fetch(p)
     assert item.instance == "i1"
     raises(
-        ProviderError,
+        (InvalidArgument, ProviderError),
         p.ack_orchestration_item,
         item.lock_token,
         make_commit("other", events=[started_event(2)]),
