@@ -71,7 +71,9 @@ class FinishActivity:
 ActivityPlan = Union[RunActivity, ReadKvValue, AbandonActivity, FinishActivity]
 
 
-def prepare_activity(item: ActivityItem, registry: Registry, options: RuntimeOptions) -> ActivityPlan:
+def prepare_activity(
+    item: ActivityItem, registry: Registry, options: RuntimeOptions
+) -> ActivityPlan:
     """Decide what to do with a fetched activity."""
     message = item.message
     if item.attempt_count > options.max_attempts:
@@ -90,35 +92,53 @@ def prepare_activity(item: ActivityItem, registry: Registry, options: RuntimeOpt
     definition = registry.get_activity(message.name)
     if definition is None:
         delay = unregistered_backoff(
-            item.attempt_count, base=options.unregistered_backoff_base, maximum=options.unregistered_backoff_max
+            item.attempt_count,
+            base=options.unregistered_backoff_base,
+            maximum=options.unregistered_backoff_max,
         )
         return AbandonActivity(
-            delay_ms=round(delay * 1000), reason=f"activity {message.name!r} is not registered in this runtime"
+            delay_ms=round(delay * 1000),
+            reason=f"activity {message.name!r} is not registered in this runtime",
         )
     try:
         value = codec.decode_payload(message.input, definition.input_type)
     except PayloadError as exc:
         details = ErrorDetails(
-            category="application", kind="activity_failed", message=f"bad input: {exc}", error_type="PayloadError"
+            category="application",
+            kind="activity_failed",
+            message=f"bad input: {exc}",
+            error_type="PayloadError",
         )
         return FinishActivity(result=_failed(message, details, item.attempt_count))
     return RunActivity(definition=definition, input=value)
 
 
 def activity_returned(
-    message: ExecuteActivity, value: object, *, attempt: int = 1, max_payload_bytes: int = codec.DEFAULT_MAX_PAYLOAD_BYTES
+    message: ExecuteActivity,
+    value: object,
+    *,
+    attempt: int = 1,
+    max_payload_bytes: int = codec.DEFAULT_MAX_PAYLOAD_BYTES,
 ) -> ActivityResult:
     """The result to ack for a function that returned ``value`` (a failure if it cannot be stored)."""
     try:
-        text = codec.encode_payload(value, max_bytes=max_payload_bytes, what=f"result of activity {message.name!r}")
+        text = codec.encode_payload(
+            value, max_bytes=max_payload_bytes, what=f"result of activity {message.name!r}"
+        )
     except PayloadError as exc:
         return activity_raised(message, exc, attempt=attempt)
     return ActivityResult(
-        instance=message.instance, execution_id=message.execution_id, id=message.id, result=text, attempt=attempt
+        instance=message.instance,
+        execution_id=message.execution_id,
+        id=message.id,
+        result=text,
+        attempt=attempt,
     )
 
 
-def activity_raised(message: ExecuteActivity, exc: BaseException, *, attempt: int = 1) -> ActivityResult:
+def activity_raised(
+    message: ExecuteActivity, exc: BaseException, *, attempt: int = 1
+) -> ActivityResult:
     """The result to ack for a function that raised ``exc``."""
     details = ErrorDetails(
         category="application",
@@ -131,5 +151,9 @@ def activity_raised(message: ExecuteActivity, exc: BaseException, *, attempt: in
 
 def _failed(message: ExecuteActivity, details: ErrorDetails, attempt: int) -> ActivityResult:
     return ActivityResult(
-        instance=message.instance, execution_id=message.execution_id, id=message.id, error=details, attempt=attempt
+        instance=message.instance,
+        execution_id=message.execution_id,
+        id=message.id,
+        error=details,
+        attempt=attempt,
     )

@@ -81,7 +81,9 @@ def structure(data: Any, cls: type[T]) -> T:
     try:
         return _CONVERTER.structure(data, cls)
     except Exception as exc:  # cattrs raises several exception groups and TypeErrors
-        raise PayloadError(f"cannot read the value as {_type_name(cls)}: {_describe(exc)}") from None
+        raise PayloadError(
+            f"cannot read the value as {_type_name(cls)}: {_describe(exc)}"
+        ) from None
 
 
 def dumps_record(record: history.Event | messages.WorkItem | ErrorDetails) -> str:
@@ -128,7 +130,9 @@ def _load(text: str, cls: Any) -> object:
 # -- payloads -------------------------------------------------------------------
 
 
-def encode_payload(value: object, *, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES, what: str = "payload") -> str:
+def encode_payload(
+    value: object, *, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES, what: str = "payload"
+) -> str:
     """Serialize a user value to JSON text, enforcing the size limit.
 
     attrs and dataclass instances are unstructured first, so they may be
@@ -148,7 +152,9 @@ def encode_payload(value: object, *, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     return text
 
 
-def validate_json_text(text: str, *, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES, what: str = "payload") -> str:
+def validate_json_text(
+    text: str, *, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES, what: str = "payload"
+) -> str:
     """Check that ``text`` already is JSON text within the size limit; return it."""
     if not isinstance(text, str):
         raise PayloadError(f"{what} must be JSON text (str), got {type(text).__name__}")

@@ -84,7 +84,9 @@ class ErrorDetails:
         return self.message
 
     @classmethod
-    def from_exception(cls, exc: BaseException, *, kind: str = "orchestration_failed") -> ErrorDetails:
+    def from_exception(
+        cls, exc: BaseException, *, kind: str = "orchestration_failed"
+    ) -> ErrorDetails:
         """Record an uncaught exception from user code as an application failure."""
         if isinstance(exc, (ActivityFailed, SubOrchestrationFailed)):
             # Re-raised failures keep their original type and message.
@@ -110,7 +112,9 @@ class DuroxError(Exception):
 class _FailureError(DuroxError):
     """A failure of scheduled work, raised into orchestration code at its ``yield``."""
 
-    def __init__(self, message: str, *, error_type: str | None = None, details: ErrorDetails | None = None) -> None:
+    def __init__(
+        self, message: str, *, error_type: str | None = None, details: ErrorDetails | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.error_type = error_type
@@ -175,7 +179,9 @@ class WaitTimeout(DuroxError, TimeoutError):
 class ProviderError(DuroxError):
     """Storage failed. ``retryable`` says whether trying again may succeed."""
 
-    def __init__(self, message: str, *, retryable: bool = False, operation: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, retryable: bool = False, operation: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.retryable = retryable

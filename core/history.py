@@ -54,8 +54,6 @@ __all__ = [
     "is_terminal",
 ]
 
-_event = attrs.frozen(kw_only=True)
-
 
 @attrs.frozen(kw_only=True)
 class QueuedEvent:
@@ -68,7 +66,7 @@ class QueuedEvent:
 # -- orchestration lifecycle -------------------------------------------------
 
 
-@_event
+@attrs.frozen(kw_only=True)
 class OrchestrationStarted:
     """First event of every execution: what runs, with which input, for whom.
 
@@ -90,7 +88,7 @@ class OrchestrationStarted:
     initial_custom_status: str | None = None
 
 
-@_event
+@attrs.frozen(kw_only=True)
 class OrchestrationCompleted:
     """Terminal: the orchestration returned ``output`` (JSON text)."""
 
@@ -99,7 +97,7 @@ class OrchestrationCompleted:
     output: str
 
 
-@_event
+@attrs.frozen(kw_only=True)
 class OrchestrationFailed:
     """Terminal: the orchestration failed (exception, cancel, nondeterminism, poison)."""
 
@@ -108,7 +106,7 @@ class OrchestrationFailed:
     details: ErrorDetails
 
 
-@_event
+@attrs.frozen(kw_only=True)
 class OrchestrationContinuedAsNew:
     """Terminal for this execution: a new execution starts with ``input``."""
 
@@ -118,7 +116,7 @@ class OrchestrationContinuedAsNew:
     version: str | None = None
 
 
-@_event
+@attrs.frozen(kw_only=True)
 class OrchestrationCancelRequested:
     """A client (or a parent) asked to cancel the instance."""
 
@@ -127,7 +125,7 @@ class OrchestrationCancelRequested:
     reason: str
 
 
-@_event
+@attrs.frozen(kw_only=True)
 class OrchestrationChained:
     """A detached orchestration was started (fire-and-forget)."""
 
@@ -142,7 +140,7 @@ class OrchestrationChained:
 # -- activities ---------------------------------------------------------------
 
 
-@_event
+@attrs.frozen(kw_only=True)
 class ActivityScheduled:
     """An activity was scheduled; ``session_id`` and ``tag`` route it to workers."""
 
@@ -154,7 +152,7 @@ class ActivityScheduled:
     tag: str | None = None
 
 
-@_event
+@attrs.frozen(kw_only=True)
 class ActivityCompleted:
     """The activity scheduled at ``source_id`` returned ``result`` (JSON text)."""
 
@@ -164,7 +162,7 @@ class ActivityCompleted:
     result: str
 
 
-@_event
+@attrs.frozen(kw_only=True)
 class ActivityFailed:
     """The activity scheduled at ``source_id`` failed."""
 
@@ -175,7 +173,7 @@ class ActivityFailed:
     attempt: int = 1
 
 
-@_event
+@attrs.frozen(kw_only=True)
 class ActivityCancelRequested:
     """The orchestration gave up on the activity at ``source_id`` (select loser, terminal)."""
 
@@ -188,7 +186,7 @@ class ActivityCancelRequested:
 # -- timers -------------------------------------------------------------------
 
 
-@_event
+@attrs.frozen(kw_only=True)
 class TimerCreated:
     """A durable timer that fires at ``fire_at_ms`` (epoch milliseconds)."""
 
@@ -197,7 +195,7 @@ class TimerCreated:
     fire_at_ms: int
 
 
-@_event
+@attrs.frozen(kw_only=True)
 class TimerFired:
     """The timer created at ``source_id`` fired."""
 
@@ -210,7 +208,7 @@ class TimerFired:
 # -- external events (positional) and event queues (FIFO) ----------------------
 
 
-@_event
+@attrs.frozen(kw_only=True)
 class ExternalSubscribed:
     """The code started waiting for an external event called ``name``."""
 
@@ -219,7 +217,7 @@ class ExternalSubscribed:
     name: str
 
 
-@_event
+@attrs.frozen(kw_only=True)
 class ExternalEvent:
     """An external event arrived (delivered only if a wait for it was pending)."""
 
@@ -229,7 +227,7 @@ class ExternalEvent:
     data: str
 
 
-@_event
+@attrs.frozen(kw_only=True)
 class ExternalSubscriptionCancelled:
     """The wait subscribed at ``source_id`` was abandoned."""
 
@@ -239,7 +237,7 @@ class ExternalSubscriptionCancelled:
     reason: str
 
 
-@_event
+@attrs.frozen(kw_only=True)
 class QueueSubscribed:
     """The code started dequeuing from the event queue ``name``."""
 
@@ -248,7 +246,7 @@ class QueueSubscribed:
     name: str
 
 
-@_event
+@attrs.frozen(kw_only=True)
 class QueueEventDelivered:
     """A message arrived on the event queue ``name``; it waits until dequeued."""
 
@@ -258,7 +256,7 @@ class QueueEventDelivered:
     data: str
 
 
-@_event
+@attrs.frozen(kw_only=True)
 class QueueSubscriptionCancelled:
     """The dequeue subscribed at ``source_id`` was abandoned."""
 
@@ -271,7 +269,7 @@ class QueueSubscriptionCancelled:
 # -- sub-orchestrations ---------------------------------------------------------
 
 
-@_event
+@attrs.frozen(kw_only=True)
 class SubOrchestrationScheduled:
     """A child orchestration was started as ``instance``."""
 
@@ -283,7 +281,7 @@ class SubOrchestrationScheduled:
     version: str | None = None
 
 
-@_event
+@attrs.frozen(kw_only=True)
 class SubOrchestrationCompleted:
     """The child scheduled at ``source_id`` completed with ``result``."""
 
@@ -293,7 +291,7 @@ class SubOrchestrationCompleted:
     result: str
 
 
-@_event
+@attrs.frozen(kw_only=True)
 class SubOrchestrationFailed:
     """The child scheduled at ``source_id`` failed."""
 
@@ -303,7 +301,7 @@ class SubOrchestrationFailed:
     details: ErrorDetails
 
 
-@_event
+@attrs.frozen(kw_only=True)
 class SubOrchestrationCancelRequested:
     """The parent gave up on the child scheduled at ``source_id``."""
 
@@ -316,7 +314,7 @@ class SubOrchestrationCancelRequested:
 # -- status, KV and system calls -------------------------------------------------
 
 
-@_event
+@attrs.frozen(kw_only=True)
 class CustomStatusUpdated:
     """The code set (or, with ``None``, reset) its custom status."""
 
@@ -325,7 +323,7 @@ class CustomStatusUpdated:
     status: str | None
 
 
-@_event
+@attrs.frozen(kw_only=True)
 class KeyValueSet:
     """The code set KV ``key`` to ``value`` (JSON text) at ``updated_at_ms``."""
 
@@ -336,7 +334,7 @@ class KeyValueSet:
     updated_at_ms: int
 
 
-@_event
+@attrs.frozen(kw_only=True)
 class KeyValueCleared:
     """The code removed KV ``key``."""
 
@@ -345,7 +343,7 @@ class KeyValueCleared:
     key: str
 
 
-@_event
+@attrs.frozen(kw_only=True)
 class KeyValuesCleared:
     """The code removed every KV key of the instance."""
 
@@ -353,7 +351,7 @@ class KeyValuesCleared:
     timestamp_ms: int
 
 
-@_event
+@attrs.frozen(kw_only=True)
 class SystemCallRecorded:
     """A value that must not change on replay: ``new_guid`` or ``utc_now``.
 

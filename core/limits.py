@@ -43,8 +43,12 @@ def check_id(value: object, what: str = "instance id") -> str:
     if not value:
         raise InvalidArgument(f"{what} must not be empty")
     if len(value) > MAX_ID_LENGTH:
-        raise InvalidArgument(f"{what} is {len(value)} characters long; the limit is {MAX_ID_LENGTH}")
+        raise InvalidArgument(
+            f"{what} is {len(value)} characters long; the limit is {MAX_ID_LENGTH}"
+        )
     for index, char in enumerate(value):
         if ord(char) < 32 or ord(char) == 127:
-            raise InvalidArgument(f"{what} {value[:40]!r} contains control character {char!r} at position {index}")
+            raise InvalidArgument(
+                f"{what} {value[:40]!r} contains control character {char!r} at position {index}"
+            )
     return value

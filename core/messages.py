@@ -32,10 +32,8 @@ __all__ = [
     "WorkItem",
 ]
 
-_message = attrs.frozen(kw_only=True)
 
-
-@_message
+@attrs.frozen(kw_only=True)
 class StartOrchestration:
     """Start ``instance`` running orchestration ``name``.
 
@@ -53,7 +51,7 @@ class StartOrchestration:
     parent_id: int | None = None
 
 
-@_message
+@attrs.frozen(kw_only=True)
 class ContinueAsNew:
     """Begin execution ``execution_id`` of ``instance`` (continue_as_new).
 
@@ -73,7 +71,7 @@ class ContinueAsNew:
     initial_custom_status: str | None = None
 
 
-@_message
+@attrs.frozen(kw_only=True)
 class ExecuteActivity:
     """Run activity ``name`` for the execution that scheduled it at ``id``.
 
@@ -92,7 +90,7 @@ class ExecuteActivity:
     tag: str | None = None
 
 
-@_message
+@attrs.frozen(kw_only=True)
 class ActivityResult:
     """An activity finished: ``result`` (JSON text) on success, else ``error``."""
 
@@ -104,7 +102,7 @@ class ActivityResult:
     attempt: int = 1
 
 
-@_message
+@attrs.frozen(kw_only=True)
 class TimerDue:
     """The timer created at ``id`` is due (enqueued invisible until ``fire_at_ms``)."""
 
@@ -114,7 +112,7 @@ class TimerDue:
     fire_at_ms: int
 
 
-@_message
+@attrs.frozen(kw_only=True)
 class ExternalRaised:
     """A client raised external event ``name`` (positional: Nth wait gets Nth raise)."""
 
@@ -123,7 +121,7 @@ class ExternalRaised:
     data: str
 
 
-@_message
+@attrs.frozen(kw_only=True)
 class QueueMessage:
     """A client enqueued ``data`` on the instance's event queue ``name`` (FIFO)."""
 
@@ -132,7 +130,7 @@ class QueueMessage:
     data: str
 
 
-@_message
+@attrs.frozen(kw_only=True)
 class SubOrchestrationResult:
     """A child finished; routed to the parent ``instance`` and its execution.
 
@@ -147,7 +145,7 @@ class SubOrchestrationResult:
     error: ErrorDetails | None = None
 
 
-@_message
+@attrs.frozen(kw_only=True)
 class CancelInstance:
     """Cancel ``instance`` (and, through it, its children and activities)."""
 

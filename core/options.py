@@ -14,18 +14,34 @@ __all__ = ["RuntimeOptions", "lock_renewal_interval", "unregistered_backoff"]
 
 
 def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0 or math.isinf(value):
-        raise InvalidArgument(f"RuntimeOptions.{attribute.name} must be a positive number of seconds, got {value!r}")
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not value > 0
+        or math.isinf(value)
+    ):
+        raise InvalidArgument(
+            f"RuntimeOptions.{attribute.name} must be a positive number of seconds, got {value!r}"
+        )
 
 
 def _non_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or math.isinf(value):
-        raise InvalidArgument(f"RuntimeOptions.{attribute.name} must be >= 0 seconds, got {value!r}")
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or value < 0
+        or math.isinf(value)
+    ):
+        raise InvalidArgument(
+            f"RuntimeOptions.{attribute.name} must be >= 0 seconds, got {value!r}"
+        )
 
 
 def _positive_int(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InvalidArgument(f"RuntimeOptions.{attribute.name} must be a whole number >= 1, got {value!r}")
+        raise InvalidArgument(
+            f"RuntimeOptions.{attribute.name} must be a whole number >= 1, got {value!r}"
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -76,7 +92,9 @@ class RuntimeOptions:
             raise InvalidArgument("RuntimeOptions.worker_tag_filter must be a TagFilter")
         if self.sticky_cache_size < 0:
             raise InvalidArgument("RuntimeOptions.sticky_cache_size must be >= 0")
-        if self.session_idle_timeout <= self.worker_lock_timeout - lock_renewal_interval(self.worker_lock_timeout):
+        if self.session_idle_timeout <= self.worker_lock_timeout - lock_renewal_interval(
+            self.worker_lock_timeout
+        ):
             raise InvalidArgument(
                 "RuntimeOptions.session_idle_timeout must exceed the time between activity lock renewals"
             )

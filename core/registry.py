@@ -48,7 +48,9 @@ def parse_version(version: str) -> tuple[int, int, int]:
     """
     match = _VERSION.match(version) if isinstance(version, str) else None
     if match is None:
-        raise InvalidArgument(f"version {version!r} is not of the form MAJOR.MINOR.PATCH (like '1.0.0')")
+        raise InvalidArgument(
+            f"version {version!r} is not of the form MAJOR.MINOR.PATCH (like '1.0.0')"
+        )
     major, minor, patch = (int(part) for part in match.groups())
     return major, minor, patch
 
@@ -104,16 +106,22 @@ class Registry:
 
         return register
 
-    def add_orchestration(self, name: str, fn: Callable[..., Any], *, version: str = "1.0.0") -> None:
+    def add_orchestration(
+        self, name: str, fn: Callable[..., Any], *, version: str = "1.0.0"
+    ) -> None:
         """Register ``fn`` as version ``version`` of orchestration ``name``."""
         _check_user_name(name, "orchestration name")
         key = parse_version(version)
         if not callable(fn):
-            raise InvalidArgument(f"orchestration {name!r} must be a function, got {type(fn).__name__}")
+            raise InvalidArgument(
+                f"orchestration {name!r} must be a function, got {type(fn).__name__}"
+            )
         versions = self._orchestrations.setdefault(name, {})
         if key in versions:
             raise InvalidArgument(f"orchestration {name!r} version {version} is registered already")
-        versions[key] = OrchestrationDefinition(name=name, version=version, fn=fn, input_type=_input_type(fn))
+        versions[key] = OrchestrationDefinition(
+            name=name, version=version, fn=fn, input_type=_input_type(fn)
+        )
 
     def add_activity(self, name: str, fn: Callable[..., Any]) -> None:
         """Register ``fn`` as activity ``name``."""
@@ -137,7 +145,9 @@ class Registry:
 
     # -- lookup --------------------------------------------------------------------
 
-    def resolve_orchestration(self, name: str, version: str | None = None) -> OrchestrationDefinition | None:
+    def resolve_orchestration(
+        self, name: str, version: str | None = None
+    ) -> OrchestrationDefinition | None:
         """The exact ``version`` of ``name``, or its latest when ``version`` is ``None``."""
         versions = self._orchestrations.get(name)
         if not versions:
@@ -159,7 +169,10 @@ class Registry:
 
     def orchestration_versions(self, name: str) -> list[str]:
         """Registered versions of ``name``, oldest first."""
-        return [self._orchestrations[name][key].version for key in sorted(self._orchestrations.get(name, {}))]
+        return [
+            self._orchestrations[name][key].version
+            for key in sorted(self._orchestrations.get(name, {}))
+        ]
 
     def activity_names(self) -> list[str]:
         """Registered activity names, sorted."""
@@ -169,7 +182,9 @@ class Registry:
 def _check_user_name(name: str, what: str) -> None:
     check_id(name, what)
     if name.startswith(SYSTEM_PREFIX):
-        raise InvalidArgument(f"{what} {name!r} uses the prefix {SYSTEM_PREFIX!r}, reserved for durox")
+        raise InvalidArgument(
+            f"{what} {name!r} uses the prefix {SYSTEM_PREFIX!r}, reserved for durox"
+        )
 
 
 def _input_type(fn: Callable[..., Any]) -> Any:

@@ -76,5 +76,7 @@ def _check_tags(tags: Iterable[str]) -> tuple[str, ...]:
         )
     for tag in unique:
         if not isinstance(tag, str) or not tag or len(tag) > MAX_TAG_LENGTH:
-            raise InvalidArgument(f"tag {tag!r} must be a non-empty string of at most {MAX_TAG_LENGTH} characters")
+            raise InvalidArgument(
+                f"tag {tag!r} must be a non-empty string of at most {MAX_TAG_LENGTH} characters"
+            )
     return tuple(sorted(unique))

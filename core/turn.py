@@ -19,14 +19,21 @@ translation of the replay's decisions into a :class:`~durox.core.commit.Commit`.
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import TYPE_CHECKING, Literal, Union
 
 import attrs
 
-from durox.core.commit import Commit
-from durox.core.errors import ErrorDetails
+from durox.core import history, messages, outcome
+from durox.core.commit import Commit, ExecutionStatus, OutgoingMessage
+from durox.core.errors import ErrorDetails, InvalidArgument
+from durox.core.items import OrchestrationItem
+from durox.core.options import RuntimeOptions, unregistered_backoff
+from durox.core.registry import Registry
 
-__all__ = ["AbandonTurn", "AckTurn", "Trace", "TurnDecision"]
+if TYPE_CHECKING:
+    from durox.core.replay import Replay
+
+__all__ = ["AbandonTurn", "AckTurn", "Trace", "TurnDecision", "decide_turn", "needs_full_history"]
 
 TraceLevel = Literal["debug", "info", "warning", "error"]
 
@@ -76,3 +83,323 @@ class AbandonTurn:
 
 
 TurnDecision = Union[AckTurn, AbandonTurn]
+
+
+def needs_full_history(item: OrchestrationItem, cached: object | None) -> bool:
+    """True when ``item`` holds only a history tail that ``cached`` cannot continue.
+
+    Then the driver must read the whole history (``provider.read_history``)
+    and pass ``attrs.evolve(item, history=tuple(events), history_offset=0)``.
+    """
+    return item.history_offset != 0 and _matching_state(item, cached) is None
+
+
+def decide_turn(
+    item: OrchestrationItem,
+    registry: Registry,
+    *,
+    options: RuntimeOptions,
+    now_ms: int,
+    entropy: bytes,
+    cached: object | None = None,
+) -> TurnDecision:
+    """Decide what to write for one locked orchestration item.
+
+    Pure, and it never raises for anything stored or user code does; it
+    raises :class:`~durox.errors.InvalidArgument` only if a driver passes a
+    history tail without the state it belongs to (see :func:`needs_full_history`).
+    """
+    if item.attempt_count > options.max_attempts:
+        return _poison(item, now_ms, options)
+    if item.history_error is not None:
+        return AbandonTurn(
+            delay_ms=1000,
+            reason=f"history of {item.instance!r} cannot be read: {item.history_error}",
+        )
+    if needs_full_history(item, cached):
+        raise InvalidArgument(
+            "decide_turn got a history tail that the cached state does not match; read the whole history"
+        )
+    plan = _plan_execution(item, _matching_state(item, cached))
+    if plan is None:
+        return AckTurn(commit=_discard_commit(item), outcome="discarded")
+    definition = registry.resolve_orchestration(plan.name, plan.version)
+    if definition is None:
+        delay = unregistered_backoff(
+            item.attempt_count,
+            base=options.unregistered_backoff_base,
+            maximum=options.unregistered_backoff_max,
+        )
+        wanted = repr(plan.name) + (f" version {plan.version}" if plan.version else "")
+        return AbandonTurn(
+            delay_ms=round(delay * 1000),
+            reason=f"orchestration {wanted} is not registered in this runtime",
+        )
+    from durox.core.replay import run_turn
+
+    if plan.started is not None:
+        started = plan.started
+    else:
+        assert plan.new_start is not None
+        started = attrs.evolve(plan.new_start, timestamp_ms=now_ms, version=definition.version)
+    result = run_turn(
+        plan.events,
+        item.messages,
+        definition.fn,
+        instance=item.instance,
+        now_ms=now_ms,
+        execution_id=plan.execution_id,
+        entropy=entropy,
+        started=started,
+        input_type=definition.input_type,
+        kv_snapshot=dict(item.kv_snapshot),
+        state=plan.state,
+        history_len=plan.history_len,
+        max_payload_bytes=options.max_payload_bytes,
+    )
+    new_status, output, turn_outcome, failure = _status_of(result.outcome)
+    # An execution already running needs no status write; a new one is created Running.
+    status = None if new_status == "Running" and plan.started is not None else new_status
+    commit = Commit(
+        instance=item.instance,
+        execution_id=plan.execution_id,
+        orchestration_name=started.name,
+        orchestration_version=started.version,
+        parent_instance=started.parent_instance,
+        new_events=result.new_events,
+        worker_items=result.worker_items,
+        orchestrator_items=result.orchestrator_items + _reject_foreign_starts(item, started),
+        cancelled_activities=result.cancelled_activities,
+        status=status,
+        output=output,
+        custom_status_changed=result.custom_status_changed,
+        custom_status=result.custom_status,
+        kv_ops=result.kv_ops,
+    )
+    return AckTurn(
+        commit=commit,
+        state=result.state,
+        traces=result.traces,
+        outcome=turn_outcome,
+        failure=failure,
+    )
+
+
+@attrs.frozen(kw_only=True)
+class _ExecutionPlan:
+    """Which execution a turn runs: the current one (``started`` known) or a new one."""
+
+    execution_id: int
+    name: str
+    version: str | None
+    events: tuple[history.Event, ...] = ()
+    history_len: int = 0
+    started: history.OrchestrationStarted | None = None
+    new_start: history.OrchestrationStarted | None = None
+    state: Replay | None = None
+
+
+def _matching_state(item: OrchestrationItem, cached: object | None) -> Replay | None:
+    from durox.core.replay import Replay
+
+    if (
+        isinstance(cached, Replay)
+        and cached.started is not None
+        and (
+            cached.instance,
+            cached.execution_id,
+            cached.history_len,
+        )
+        == (item.instance, item.execution_id, item.history_len)
+    ):
+        return cached
+    return None
+
+
+def _plan_execution(item: OrchestrationItem, state: Replay | None) -> _ExecutionPlan | None:
+    """Continue the current execution, start the first or next one, or ``None`` to discard."""
+    events = item.history
+    if events and any(history.is_terminal(event) for event in events):
+        return _plan_continue_as_new(item, events[-1])
+    if item.history_len > 0:
+        first = state.started if state is not None else events[0]
+        if not isinstance(first, history.OrchestrationStarted):
+            return None  # corrupt history; run_turn would fail it, but we cannot even name the code
+        return _ExecutionPlan(
+            execution_id=item.execution_id,
+            name=first.name,
+            version=first.version,
+            events=events,
+            history_len=item.history_len,
+            started=first,
+            state=state,
+        )
+    start = next((m for m in item.messages if isinstance(m, messages.StartOrchestration)), None)
+    if start is None:
+        return None
+    return _ExecutionPlan(
+        execution_id=item.execution_id,
+        name=start.name,
+        version=start.version,
+        new_start=history.OrchestrationStarted(
+            event_id=1,
+            timestamp_ms=0,
+            name=start.name,
+            version=start.version or "",
+            input=start.input,
+            parent_instance=start.parent_instance,
+            parent_execution_id=start.parent_execution_id,
+            parent_id=start.parent_id,
+        ),
+    )
+
+
+def _plan_continue_as_new(item: OrchestrationItem, last: history.Event) -> _ExecutionPlan | None:
+    restart = next(
+        (
+            m
+            for m in item.messages
+            if isinstance(m, messages.ContinueAsNew) and m.execution_id == item.execution_id + 1
+        ),
+        None,
+    )
+    if restart is None or not isinstance(last, history.OrchestrationContinuedAsNew):
+        return None  # the instance has ended: late messages are dropped
+    return _ExecutionPlan(
+        execution_id=restart.execution_id,
+        name=restart.name,
+        version=restart.version,
+        new_start=history.OrchestrationStarted(
+            event_id=1,
+            timestamp_ms=0,
+            name=restart.name,
+            version=restart.version or "",
+            input=restart.input,
+            parent_instance=restart.parent_instance,
+            parent_execution_id=restart.parent_execution_id,
+            parent_id=restart.parent_id,
+            carry_forward=restart.carry_forward,
+            initial_custom_status=restart.initial_custom_status,
+        ),
+    )
+
+
+def _status_of(
+    decided: outcome.Outcome,
+) -> tuple[ExecutionStatus, str | None, TurnOutcome, ErrorDetails | None]:
+    if isinstance(decided, outcome.Complete):
+        return "Completed", decided.output, "completed", None
+    if isinstance(decided, outcome.Fail):
+        from durox.core.codec import dumps_record
+
+        return "Failed", dumps_record(decided.details), "failed", decided.details
+    if isinstance(decided, outcome.ContinueAsNew):
+        return "ContinuedAsNew", decided.input, "continued_as_new", None
+    return "Running", None, "continue", None
+
+
+def _discard_commit(item: OrchestrationItem) -> Commit:
+    """An ack that only removes the fetched messages (the instance ended, or never started)."""
+    first = item.history[0] if item.history else None
+    started = first if isinstance(first, history.OrchestrationStarted) else None
+    return Commit(
+        instance=item.instance,
+        execution_id=item.execution_id,
+        orchestration_name=item.orchestration_name,
+        orchestration_version=item.orchestration_version or "",
+        parent_instance=started.parent_instance if started else None,
+        orchestrator_items=_reject_foreign_starts(item, started),
+    )
+
+
+def _reject_foreign_starts(
+    item: OrchestrationItem, started: history.OrchestrationStarted | None
+) -> tuple[OutgoingMessage, ...]:
+    """Tell a parent that the child id it chose belongs to another instance already."""
+    rejections = []
+    for message in item.messages:
+        if not isinstance(message, messages.StartOrchestration) or message.parent_instance is None:
+            continue
+        if started is not None and (message.parent_instance, message.parent_id) == (
+            started.parent_instance,
+            started.parent_id,
+        ):
+            continue  # our own start message
+        if message.parent_id is None:
+            continue
+        error = ErrorDetails(
+            category="application",
+            kind="instance_exists",
+            message=f"instance {item.instance!r} already exists; choose another sub-orchestration instance id",
+            error_type="InstanceAlreadyExists",
+        )
+        result = messages.SubOrchestrationResult(
+            instance=message.parent_instance,
+            execution_id=message.parent_execution_id or 1,
+            id=message.parent_id,
+            child_instance=item.instance,
+            error=error,
+        )
+        rejections.append(OutgoingMessage(message=result))
+    return tuple(rejections)
+
+
+def _poison(item: OrchestrationItem, now_ms: int, options: RuntimeOptions) -> AckTurn:
+    """Fail the instance: its messages were delivered more than ``max_attempts`` times."""
+    details = ErrorDetails(
+        category="infrastructure",
+        kind="poison",
+        message=(
+            f"orchestration {item.instance!r} exceeded {item.attempt_count - 1} attempts (max {options.max_attempts})"
+            + (f"; history unreadable: {item.history_error}" if item.history_error else "")
+        ),
+    )
+    first = item.history[0] if item.history and item.history_offset == 0 else None
+    started = first if isinstance(first, history.OrchestrationStarted) else None
+    new_events: list[history.Event] = []
+    next_id = item.history_len + 1
+    if item.history_len == 0:
+        start = next((m for m in item.messages if isinstance(m, messages.StartOrchestration)), None)
+        started = history.OrchestrationStarted(
+            event_id=1,
+            timestamp_ms=now_ms,
+            name=start.name if start else item.orchestration_name,
+            version=(start.version if start else None) or item.orchestration_version or "",
+            input=start.input if start else "null",
+            parent_instance=start.parent_instance if start else None,
+            parent_execution_id=start.parent_execution_id if start else None,
+            parent_id=start.parent_id if start else None,
+        )
+        new_events.append(started)
+        next_id = 2
+    new_events.append(
+        history.OrchestrationFailed(event_id=next_id, timestamp_ms=now_ms, details=details)
+    )
+    notify: tuple[OutgoingMessage, ...] = ()
+    if (
+        started is not None
+        and started.parent_instance is not None
+        and started.parent_id is not None
+    ):
+        result = messages.SubOrchestrationResult(
+            instance=started.parent_instance,
+            execution_id=started.parent_execution_id or 1,
+            id=started.parent_id,
+            child_instance=item.instance,
+            error=details,
+        )
+        notify = (OutgoingMessage(message=result),)
+    from durox.core.codec import dumps_record
+
+    commit = Commit(
+        instance=item.instance,
+        execution_id=item.execution_id,
+        orchestration_name=started.name if started else item.orchestration_name,
+        orchestration_version=started.version if started else (item.orchestration_version or ""),
+        parent_instance=started.parent_instance if started else None,
+        new_events=tuple(new_events),
+        orchestrator_items=notify,
+        status="Failed",
+        output=dumps_record(details),
+    )
+    return AckTurn(commit=commit, outcome="failed", failure=details, poisoned=True)
