@@ -833,8 +833,9 @@ class SqliteProvider(Provider, ProviderAdmin):
                 " SELECT * FROM (SELECT q.visible_at AS due FROM orchestrator_queue q WHERE NOT EXISTS"
                 "  (SELECT 1 FROM instance_locks l WHERE l.instance_id = q.instance_id AND l.locked_until > :now)"
                 "  ORDER BY q.visible_at LIMIT 1)"
+                # CROSS JOIN keeps instance_locks as the outer loop.
                 " UNION ALL SELECT MAX(q.visible_at, l.locked_until) FROM instance_locks l"
-                "  JOIN orchestrator_queue q ON q.instance_id = l.instance_id"
+                "  CROSS JOIN orchestrator_queue q ON q.instance_id = l.instance_id"
                 "  WHERE l.locked_until > :now AND q.lock_token IS NOT l.lock_token)",
                 {"now": now},
             ).fetchone(),
@@ -1616,37 +1617,44 @@ def _current_kv(conn: sqlite3.Connection, instance: str) -> dict[str, str]:
 def _work_item_query(
     tag_filter: TagFilter, session: SessionClaim | None
 ) -> tuple[str, dict[str, Any]]:
-    """The claim query for one filter: oldest eligible unlocked row, or oldest row whose lock expired."""
+    """The claim query for one filter: oldest eligible unlocked row, or oldest row whose lock expired.
+
+    Unlocked rows are looked up once per tag (``tag IS NULL`` for untagged
+    work), each a seek into ``worker_queue_ready (tag, id)`` that stops at its
+    first eligible row; an ``IN`` list would sort every matching row instead.
+    """
     params: dict[str, Any] = {}
-    if tag_filter.mode == "default_only":
-        tag_clause = "tag IS NULL"
-    elif tag_filter.mode == "any":
-        tag_clause = "1"
-    else:
-        names = []
-        for index, tag in enumerate(tag_filter.names):
-            params[f"tag{index}"] = tag
-            names.append(f":tag{index}")
-        tag_clause = f"tag IN ({', '.join(names)})"
-        if tag_filter.mode == "default_and":
-            tag_clause = f"(tag IS NULL OR {tag_clause})"
+    tag_branches: list[str] = []
+    if tag_filter.mode in ("default_only", "default_and"):
+        tag_branches.append("tag IS NULL")
+    for index, tag in enumerate(tag_filter.names):
+        params[f"tag{index}"] = tag
+        tag_branches.append(f"tag = :tag{index}")
+    if tag_filter.mode == "any":
+        tag_branches = ["1"]  # id order over all unlocked rows
     if session is None:
         session_clause = "session_id IS NULL"
     else:
         params["owner"] = session.owner_id
         session_clause = (
-            "(session_id IS NULL OR NOT EXISTS (SELECT 1 FROM sessions s WHERE s.session_id = worker_queue.session_id"
+            "(session_id IS NULL OR NOT EXISTS (SELECT 1 FROM sessions s"
+            " WHERE s.session_id = worker_queue.session_id"
             " AND s.locked_until > :now AND s.worker_id <> :owner))"
         )
     columns = "id, work_item, session_id, attempt_count"
-    where = f"visible_at <= :now AND {tag_clause} AND {session_clause}"
-    query = (
-        f"SELECT * FROM (SELECT {columns} FROM worker_queue WHERE lock_token IS NULL AND {where} ORDER BY id LIMIT 1)"
-        f" UNION ALL SELECT * FROM (SELECT {columns} FROM worker_queue WHERE lock_token IS NOT NULL"
-        f" AND locked_until <= :now AND {where} ORDER BY id LIMIT 1)"
-        " ORDER BY id LIMIT 1"
+    eligible = f"visible_at <= :now AND {session_clause}"
+    branches = [
+        f"SELECT * FROM (SELECT {columns} FROM worker_queue WHERE lock_token IS NULL AND {tag}"
+        f" AND {eligible} ORDER BY id LIMIT 1)"
+        for tag in tag_branches
+    ]
+    # Rows whose lock expired (a crashed worker): few, found through the expiry index.
+    any_tag = " OR ".join(tag_branches)
+    branches.append(
+        f"SELECT * FROM (SELECT {columns} FROM worker_queue WHERE lock_token IS NOT NULL"
+        f" AND locked_until <= :now AND ({any_tag}) AND {eligible} ORDER BY id LIMIT 1)"
     )
-    return query, params
+    return " UNION ALL ".join(branches) + " ORDER BY id LIMIT 1", params
 
 
 # -- input checks ---------------------------------------------------------------------------------
