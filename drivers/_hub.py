@@ -1,0 +1,88 @@
+"""In-process wake-ups: work enqueued here reaches this process's dispatchers at once.
+
+Clients and runtimes that share one provider *object* tell each other about
+what they just wrote, so an idle dispatcher never waits for its poll
+interval to notice work made in the same process:
+
+* a client start/event/cancel -> orchestration dispatchers wake;
+* a turn's commit with activities -> worker dispatchers wake; with
+  orchestrator messages (including future timers) -> orchestration
+  dispatchers wake (and recompute when the next timer is due);
+* a turn's commit that cancels activities -> the runtimes running them
+  signal cancellation at once instead of at their next lock renewal;
+* an activity result -> orchestration dispatchers wake.
+
+Work written by other processes is found by the slow backstop poll (or, on
+PostgreSQL, by LISTEN/NOTIFY through ``provider.wait_for_work``).
+
+Listeners are called on the notifying thread and must only hand the news to
+their own loop in a thread-safe way; they never block.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from durox.core.commit import ActivityRef
+
+__all__ = ["Listener", "activities_cancelled", "subscribe", "work_enqueued"]
+
+
+class Listener(Protocol):
+    """What a runtime exposes to be woken."""
+
+    def wake_orchestrator(self) -> None:
+        """New orchestrator-queue work (or a new timer) exists."""
+
+    def wake_worker(self) -> None:
+        """New worker-queue work exists."""
+
+    def cancel_activities(self, refs: Iterable[ActivityRef]) -> None:
+        """These activities were cancelled by their orchestration."""
+
+
+_lock = threading.Lock()
+# Keyed by id(provider): a provider need not be hashable or weak-referenceable.
+# Runtimes unsubscribe when they stop, so nothing here outlives its runtime.
+_listeners: dict[int, tuple[Listener, ...]] = {}
+
+
+def subscribe(provider: object, listener: Listener) -> Callable[[], None]:
+    """Register ``listener`` for news about ``provider``; returns the unsubscribe function."""
+    key = id(provider)
+    with _lock:
+        _listeners[key] = (*_listeners.get(key, ()), listener)
+
+    def unsubscribe() -> None:
+        with _lock:
+            remaining = tuple(item for item in _listeners.get(key, ()) if item is not listener)
+            if remaining:
+                _listeners[key] = remaining
+            else:
+                _listeners.pop(key, None)
+
+    return unsubscribe
+
+
+def _current(provider: object) -> tuple[Listener, ...]:
+    with _lock:
+        return _listeners.get(id(provider), ())
+
+
+def work_enqueued(provider: object, *, orchestrator: bool = False, worker: bool = False) -> None:
+    """Tell every runtime on ``provider`` that queue work was just written."""
+    for listener in _current(provider):
+        if orchestrator:
+            listener.wake_orchestrator()
+        if worker:
+            listener.wake_worker()
+
+
+def activities_cancelled(provider: object, refs: Iterable[ActivityRef]) -> None:
+    """Tell every runtime on ``provider`` that these activities were cancelled."""
+    refs = tuple(refs)
+    if refs:
+        for listener in _current(provider):
+            listener.cancel_activities(refs)
