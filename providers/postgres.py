@@ -1,0 +1,1945 @@
+"""PostgresProvider: durox storage for many workers on many machines.
+
+Built on psycopg 3 and psycopg-pool. The rules it follows, and why:
+
+* **One clock.** Lock expiry and message visibility are judged by the
+  database clock (``statement_timestamp()`` in epoch ms), never by a worker's,
+  so nodes with skewed clocks agree on who owns what. ``clock_offset_ms`` adds
+  a test-controlled offset to that clock.
+* **Short transactions.** Every call is one short transaction (often one
+  statement, or one pipelined batch); none stays open while user code runs.
+  Deadlocks, serialization failures and lock timeouts are retried with
+  jittered backoff.
+* **Claims that neither block nor lie.** Workers claim activities with
+  ``FOR UPDATE SKIP LOCKED``; instances are claimed by the ``claim_instance``
+  SQL function (peek, per-instance ``pg_try_advisory_xact_lock``, guarded
+  upsert of the lock row), which returns nothing only when nothing is
+  claimable.
+* **Wake-ups.** Commits that enqueue work ``NOTIFY`` the schema's channel;
+  :meth:`PostgresProvider.wait_for_work` lets idle dispatchers sleep until
+  then. Polling stays as a backstop: a notification is only a hint.
+* **Safe start-up.** Versioned migrations run in one transaction under a
+  ``pg_advisory_xact_lock``, so many processes may start at once on an empty
+  database.
+
+Install with ``pip install durox[postgres]``.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import math
+import os
+import random
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Literal, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+try:
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict
+    from psycopg_pool import ConnectionPool, PoolTimeout
+except ImportError as _exc:  # pragma: no cover - exercised only without the extra installed
+    raise ImportError(
+        "PostgresProvider needs psycopg 3 and psycopg-pool; install them with: pip install 'durox[postgres]'"
+    ) from _exc
+
+from durox.core import history
+from durox.core.codec import dumps_record, loads_error, loads_event, loads_work_item
+from durox.core.commit import Commit, ExecutionStatus, KvOp
+from durox.core.errors import (
+    InstanceAlreadyExists,
+    InstanceNotFound,
+    InvalidArgument,
+    LockLost,
+    PayloadError,
+    ProviderClosed,
+    ProviderError,
+)
+from durox.core.items import ActivityItem, KvEntry, OrchestrationItem
+from durox.core.limits import check_id
+from durox.core.messages import (
+    ORCHESTRATOR_MESSAGE_TYPES,
+    ActivityResult,
+    ExecuteActivity,
+    OrchestratorMessage,
+    StartOrchestration,
+)
+from durox.core.tags import TagFilter
+from durox.providers.base import (
+    DeleteResult,
+    ExecutionInfo,
+    InstanceInfo,
+    InstanceStatus,
+    KnownHistory,
+    OrchestrationStats,
+    Provider,
+    ProviderAdmin,
+    PruneResult,
+    QueueDepths,
+    SessionClaim,
+    SystemMetrics,
+)
+
+__all__ = ["SCHEMA_VERSION", "PostgresProvider", "redact_dsn"]
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+"""The newest schema version this code creates and understands."""
+
+_MIGRATIONS: tuple[tuple[int, str], ...] = ((1, "postgres_0001_schema.sql"),)
+
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
+
+# "now" in epoch ms on the database clock plus the test offset. statement_timestamp()
+# is stable within a statement, so the planner may still use indexes on it.
+_NOW = "(floor(extract(epoch FROM statement_timestamp()) * 1000)::bigint + %(off)s::bigint)"
+
+# SQLSTATEs after which the server has rolled the transaction back, so running
+# it again is safe: deadlock, serialization failure, lock wait timeout, and a
+# cached plan invalidated by a concurrent migration.
+_RETRY_SQLSTATES = frozenset({"40P01", "40001", "55P03", "0A000"})
+_LOCK_LOST_STATE = "DX001"
+_WRONG_INSTANCE_STATE = "DX002"
+
+_TERMINAL: tuple[ExecutionStatus, ...] = ("Completed", "Failed", "ContinuedAsNew")
+
+Queue = Literal["orchestrator", "worker"]
+
+
+def redact_dsn(dsn: str) -> str:
+    """``dsn`` with any password replaced by ``***``, safe to show in errors and logs.
+
+    >>> redact_dsn("postgresql://app:s3cret@db:5432/prod")
+    'postgresql://app:***@db:5432/prod'
+    >>> redact_dsn("host=db password='a b' user=app")
+    'host=db password=*** user=app'
+    """
+    if "://" in dsn:
+        try:
+            parts = urlsplit(dsn)
+        except ValueError:
+            return re.sub(r"//[^@/]*@", "//***@", dsn)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, _, hostinfo = netloc.rpartition("@")
+            if ":" in userinfo:
+                userinfo = userinfo.split(":", 1)[0] + ":***"
+            netloc = f"{userinfo}@{hostinfo}"
+        query = parts.query
+        if query:
+            pairs = [
+                (k, "***" if k.lower() == "password" else v)
+                for k, v in parse_qsl(query, keep_blank_values=True)
+            ]
+            query = urlencode(pairs, safe="*")
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", dsn)
+
+
+def _dsn_password(dsn: str) -> str | None:
+    try:
+        password = conninfo_to_dict(dsn).get("password")
+    except psycopg.Error:
+        return None
+    return str(password) if password else None
+
+
+def _seconds_to_ms(value: float, what: str) -> int:
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise InvalidArgument(f"{what} must be a positive, finite number of seconds, got {value!r}")
+    return max(1, int(value * 1000))
+
+
+def _delay(value: int, what: str = "delay_ms") -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidArgument(f"{what} must be a whole number of milliseconds >= 0, got {value!r}")
+    return value
+
+
+def _token(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidArgument(f"a lock token must be a non-empty string, got {value!r}")
+    return value
+
+
+class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc]  # mypy cannot see through the editable finder
+    """Durable storage in a PostgreSQL schema, shared by any number of processes.
+
+    ``dsn`` is a libpq connection string or URI. ``schema`` (default
+    ``"durox"``) holds every table; it is created and migrated on start-up, so
+    several applications (or tests) can share a database with one schema each.
+    ``pool_size`` bounds this process's connections (size it to the runtime's
+    orchestration plus worker concurrency, plus two for clients);
+    ``wait_for_work`` uses one more, dedicated connection.
+    ``clock_offset_ms`` (tests only) returns milliseconds added to the database
+    clock, so a test can move time forward without sleeping.
+
+    Raises :class:`~durox.errors.ProviderError` when the server cannot be
+    reached (the message shows the DSN with its password redacted) and
+    :class:`~durox.errors.InvalidArgument` for a bad schema name or option.
+    """
+
+    name = "postgres"
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "durox",
+        pool_size: int = 10,
+        clock_offset_ms: Callable[[], int] | None = None,
+        connect_timeout: float = 10.0,
+        acquire_timeout: float = 30.0,
+        statement_timeout: float = 30.0,
+        lock_wait_timeout: float = 5.0,
+        idle_in_transaction_timeout: float = 60.0,
+        max_retries: int = 8,
+        application_name: str | None = None,
+    ) -> None:
+        if not isinstance(dsn, str):
+            raise InvalidArgument(f"dsn must be a connection string, got {type(dsn).__name__}")
+        if (
+            not isinstance(schema, str)
+            or not _SCHEMA_NAME.fullmatch(schema)
+            or schema.lower().startswith("pg_")
+        ):
+            raise InvalidArgument(
+                f"schema {schema!r} must be 1-48 letters, digits or underscores, not starting with a digit or 'pg_'"
+            )
+        if not isinstance(pool_size, int) or isinstance(pool_size, bool) or pool_size < 1:
+            raise InvalidArgument(f"pool_size must be a whole number >= 1, got {pool_size!r}")
+        if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
+            raise InvalidArgument(f"max_retries must be a whole number >= 0, got {max_retries!r}")
+        self.schema = schema
+        self.channel = f"{schema}_work"
+        self._dsn = dsn
+        self._redacted = redact_dsn(dsn)
+        self._password = _dsn_password(dsn)
+        self._offset_hook = clock_offset_ms
+        self._max_retries = max_retries
+        self._acquire_timeout = _seconds_to_ms(acquire_timeout, "acquire_timeout") / 1000
+        self._connect_kwargs = self._connection_settings(
+            connect_timeout=_seconds_to_ms(connect_timeout, "connect_timeout"),
+            statement_ms=_seconds_to_ms(statement_timeout, "statement_timeout"),
+            lock_ms=_seconds_to_ms(lock_wait_timeout, "lock_wait_timeout"),
+            idle_ms=_seconds_to_ms(idle_in_transaction_timeout, "idle_in_transaction_timeout"),
+            application_name=application_name or f"durox-{os.getpid()}",
+        )
+        self._sql = _Statements(sql.Identifier(schema).as_string(None))
+        self._closed = False
+        self._listener: _WorkListener | None = None
+        self._listener_lock = threading.Lock()
+        self._migrate()
+        self._pool: ConnectionPool[Any] = ConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={**self._connect_kwargs, "autocommit": True},
+            open=False,
+            timeout=self._acquire_timeout,
+            name=f"durox-{schema}",
+        )
+        self._pool.open(wait=False)
+
+    # -- connections, errors and retries ----------------------------------------
+
+    def _connection_settings(
+        self,
+        *,
+        connect_timeout: int,
+        statement_ms: int,
+        lock_ms: int,
+        idle_ms: int,
+        application_name: str,
+    ) -> dict[str, Any]:
+        try:
+            given = conninfo_to_dict(self._dsn)
+        except psycopg.Error as exc:
+            raise InvalidArgument(
+                f"cannot parse the PostgreSQL DSN {self._redacted!r}: {self._scrub(str(exc))}"
+            ) from None
+        # Keep the user's own server options, and add ours after them.
+        options = " ".join(
+            part
+            for part in (
+                str(given.get("options") or ""),
+                f"-c statement_timeout={statement_ms}",
+                f"-c lock_timeout={lock_ms}",
+                f"-c idle_in_transaction_session_timeout={idle_ms}",
+            )
+            if part
+        )
+        settings: dict[str, Any] = {
+            "options": options,
+            "application_name": given.get("application_name") or application_name,
+            "connect_timeout": given.get("connect_timeout") or max(1, connect_timeout // 1000),
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+        }
+        return settings
+
+    def _scrub(self, text: str) -> str:
+        if self._password:
+            text = text.replace(self._password, "***")
+        return text
+
+    def _connect(self, **extra: Any) -> psycopg.Connection[Any]:
+        try:
+            return psycopg.connect(self._dsn, **{**self._connect_kwargs, **extra})
+        except psycopg.Error as exc:
+            raise ProviderError(
+                f"cannot connect to PostgreSQL at {self._redacted}: {self._scrub(str(exc)).strip()}",
+                retryable=True,
+                operation="connect",
+            ) from None
+
+    def _off(self) -> int:
+        if self._offset_hook is None:
+            return 0
+        return int(self._offset_hook())
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ProviderClosed()
+
+    def _run(
+        self,
+        operation: str,
+        body: Callable[[psycopg.Connection[Any]], T],
+        *,
+        read_only: bool = False,
+    ) -> T:
+        """Run ``body`` on a pooled connection, retrying transient failures.
+
+        ``body`` runs whole transactions; the server rolled those back for the
+        SQLSTATEs in ``_RETRY_SQLSTATES``, so they are simply run again. A lost
+        connection is retried only for reads: for a write the commit may have
+        happened, and the caller must find out by reading state.
+        """
+        self._check_open()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with self._pool.connection() as conn:
+                    return body(conn)
+            except PoolTimeout:
+                self._check_open()
+                raise ProviderError(
+                    f"{operation}: no PostgreSQL connection became free within {self._acquire_timeout:g} s; "
+                    "raise pool_size or lower the runtime's concurrency",
+                    retryable=True,
+                    operation=operation,
+                ) from None
+            except psycopg.Error as exc:
+                self._check_open()
+                state = exc.sqlstate or ""
+                if state == _LOCK_LOST_STATE:
+                    raise LockLost(f"{operation}: {_primary(exc)}", operation=operation) from None
+                if state == _WRONG_INSTANCE_STATE:
+                    raise InvalidArgument(f"{operation}: {_primary(exc)}") from None
+                connection_lost = isinstance(exc, psycopg.OperationalError) and (
+                    not state or state.startswith("08") or state in ("57P01", "57P02", "57P03")
+                )
+                transient = state in _RETRY_SQLSTATES or (connection_lost and read_only)
+                if connection_lost:
+                    self._pool.check()  # drop the other dead connections too
+                if transient and attempt <= self._max_retries:
+                    time.sleep(min(1.0, 0.005 * 2**attempt) * random.uniform(0.5, 1.5))
+                    continue
+                raise ProviderError(
+                    f"{operation} failed: {self._scrub(_primary(exc))}"
+                    + (
+                        " (the connection was lost; the outcome of this write is unknown)"
+                        if connection_lost
+                        else ""
+                    ),
+                    retryable=transient or connection_lost or state == "57014",
+                    operation=operation,
+                ) from None
+
+    # -- schema ------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        """Create or upgrade the schema; safe when many processes start at once."""
+        with self._connect(autocommit=True) as conn:
+            try:
+                with conn.transaction():
+                    conn.execute("SET LOCAL statement_timeout = 0")
+                    conn.execute("SET LOCAL lock_timeout = 0")
+                    # One migrator per schema at a time; the others wait here, then
+                    # find the versions applied and do nothing.
+                    conn.execute(
+                        "SELECT pg_advisory_xact_lock(hashtext('durox-migrate'), hashtext(%s))",
+                        (self.schema,),
+                    )
+                    ident = sql.Identifier(self.schema)
+                    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
+                    conn.execute(
+                        sql.SQL(
+                            "CREATE TABLE IF NOT EXISTS {}.schema_version "
+                            "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+                        ).format(ident)
+                    )
+                    row = conn.execute(
+                        sql.SQL("SELECT coalesce(max(version), 0) FROM {}.schema_version").format(
+                            ident
+                        )
+                    ).fetchone()
+                    current = int(row[0]) if row else 0
+                    if current > SCHEMA_VERSION:
+                        raise ProviderError(
+                            f"schema {self.schema!r} is at version {current}, newer than this durox "
+                            f"understands ({SCHEMA_VERSION}); upgrade durox",
+                            operation="migrate",
+                        )
+                    for version, script in _MIGRATIONS:
+                        if version <= current:
+                            continue
+                        conn.execute(self._render_migration(script))
+                        conn.execute(
+                            sql.SQL("INSERT INTO {}.schema_version (version) VALUES (%s)").format(
+                                ident
+                            ),
+                            (version,),
+                        )
+            except psycopg.Error as exc:
+                raise ProviderError(
+                    f"migrating schema {self.schema!r} at {self._redacted} failed: {self._scrub(_primary(exc))}",
+                    operation="migrate",
+                ) from None
+
+    def _render_migration(self, script: str) -> bytes:
+        text = (
+            importlib.resources.files("durox.providers")
+            .joinpath("sql")
+            .joinpath(script)
+            .read_text(encoding="utf-8")
+        )
+        lock_class = _lock_class(self.schema)
+        text = text.replace("__SCHEMA__", sql.Identifier(self.schema).as_string(None))
+        return text.replace("__LOCK_CLASS__", str(lock_class)).encode("utf-8")
+
+    def schema_version(self) -> int:
+        """The version of the schema in the database (``SCHEMA_VERSION`` after start-up)."""
+
+        def body(conn: psycopg.Connection[Any]) -> int:
+            row = conn.execute(self._sql.schema_version).fetchone()
+            return int(row[0]) if row else 0
+
+        return self._run("schema_version", body, read_only=True)
+
+    def drop_schema(self) -> None:
+        """Drop the schema and everything in it (tests and tools). Works after :meth:`close` too.
+
+        Waits for other sessions' transactions on the schema to finish; retries
+        if dropping deadlocks with a concurrent start-up.
+        """
+        for attempt in range(1, 11):
+            with self._connect(autocommit=True) as conn:
+                try:
+                    with conn.transaction():
+                        conn.execute("SET LOCAL statement_timeout = 0")
+                        conn.execute(
+                            "SELECT pg_advisory_xact_lock(hashtext('durox-migrate'), hashtext(%s))",
+                            (self.schema,),
+                        )
+                        conn.execute(
+                            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                                sql.Identifier(self.schema)
+                            )
+                        )
+                    return
+                except psycopg.Error as exc:
+                    if (exc.sqlstate or "") in _RETRY_SQLSTATES and attempt < 10:
+                        time.sleep(0.05 * attempt)
+                        continue
+                    raise ProviderError(
+                        f"dropping schema {self.schema!r} failed: {self._scrub(_primary(exc))}",
+                        operation="drop_schema",
+                    ) from None
+
+    # -- starting and messaging instances ----------------------------------------
+
+    def create_instance(self, start: StartOrchestration) -> None:
+        """See :meth:`Provider.create_instance`."""
+        if not isinstance(start, StartOrchestration):
+            raise InvalidArgument(
+                f"create_instance takes a StartOrchestration, got {type(start).__name__}"
+            )
+        check_id(start.instance)
+        check_id(start.name, "orchestration name")
+        item = dumps_record(start)
+        params = {
+            "off": self._off(),
+            "inst": start.instance,
+            "name": start.name,
+            "ver": start.version,
+            "parent": start.parent_instance,
+            "item": item,
+            "chan": self.channel,
+        }
+
+        def body(conn: psycopg.Connection[Any]) -> int:
+            row = conn.execute(self._sql.create_instance, params).fetchone()
+            return int(row[0]) if row else 0
+
+        if self._run("create_instance", body) == 0:
+            raise InstanceAlreadyExists(f"instance {start.instance!r} already exists")
+
+    def enqueue_orchestrator(self, message: OrchestratorMessage, *, delay_ms: int = 0) -> None:
+        """See :meth:`Provider.enqueue_orchestrator`."""
+        if not isinstance(message, ORCHESTRATOR_MESSAGE_TYPES):
+            raise InvalidArgument(f"not an orchestrator message: {type(message).__name__}")
+        check_id(message.instance)
+        params = {
+            "off": self._off(),
+            "inst": message.instance,
+            "item": dumps_record(message),
+            "delay": _delay(delay_ms),
+            "chan": self.channel,
+        }
+
+        def body(conn: psycopg.Connection[Any]) -> int:
+            row = conn.execute(self._sql.enqueue_orchestrator, params).fetchone()
+            return int(row[0]) if row else 0
+
+        if self._run("enqueue_orchestrator", body) == 0:
+            raise InstanceNotFound(f"instance {message.instance!r} does not exist")
+
+    def enqueue_worker(self, message: ExecuteActivity) -> None:
+        """See :meth:`Provider.enqueue_worker`."""
+        if not isinstance(message, ExecuteActivity):
+            raise InvalidArgument(
+                f"enqueue_worker takes an ExecuteActivity, got {type(message).__name__}"
+            )
+        check_id(message.instance)
+        params = {"off": self._off(), "chan": self.channel, **_worker_rows([message])}
+        self._run(
+            "enqueue_worker", lambda conn: conn.execute(self._sql.insert_worker_items, params)
+        )
+
+    # -- orchestration turns -------------------------------------------------------
+
+    def fetch_orchestration_item(
+        self, *, lock_timeout: float, known_history: KnownHistory | None = None
+    ) -> OrchestrationItem | None:
+        """See :meth:`Provider.fetch_orchestration_item`."""
+        lock_ms = _seconds_to_ms(lock_timeout, "lock_timeout")
+        token = uuid.uuid4().hex
+        claim_params = {"off": self._off(), "ms": lock_ms, "tok": token}
+
+        # The claim commits on its own (one statement); reading what was claimed
+        # needs no transaction, since the lock keeps other writers away, and
+        # known_history() then never runs inside an open transaction.
+        def claim(conn: psycopg.Connection[Any]) -> tuple[Any, ...] | None:
+            return conn.execute(self._sql.claim_instance, claim_params).fetchone()
+
+        row = self._run("fetch_orchestration_item", claim)
+        if row is None:
+            return None
+        instance, name, version, execution_id, history_len = (
+            row[0],
+            row[1],
+            row[2],
+            int(row[3]),
+            int(row[4]),
+        )
+        known = known_history(instance, execution_id) if known_history is not None else 0
+        send_history = known != history_len or history_len == 0
+
+        def load(conn: psycopg.Connection[Any]) -> tuple[list[Any], list[Any], list[Any]]:
+            with conn.pipeline():
+                messages = conn.execute(self._sql.batch_messages, {"tok": token})
+                kv = conn.execute(self._sql.kv_store_rows, {"inst": instance})
+                events = (
+                    conn.execute(self._sql.history_rows, {"inst": instance, "exec": execution_id})
+                    if send_history
+                    else None
+                )
+            return (
+                messages.fetchall(),
+                kv.fetchall(),
+                events.fetchall() if events is not None else [],
+            )
+
+        message_rows, kv_rows, event_rows = self._run(
+            "fetch_orchestration_item", load, read_only=True
+        )
+        problem: str | None = None
+        messages: list[OrchestratorMessage] = []
+        for text, _attempts in message_rows:
+            try:
+                message = loads_work_item(text)
+            except PayloadError as exc:
+                problem = f"a queued message of instance {instance!r} cannot be read: {exc}"
+                continue
+            if isinstance(message, ORCHESTRATOR_MESSAGE_TYPES):
+                messages.append(message)
+            else:
+                problem = f"the orchestrator queue of {instance!r} holds a {type(message).__name__}"
+        events: list[history.Event] = []
+        if problem is None:
+            try:
+                events = [loads_event(text) for (text,) in event_rows]
+            except PayloadError as exc:
+                problem = f"history of {instance!r} execution {execution_id} cannot be read: {exc}"
+                events = []
+        elif send_history:
+            events = []
+        return OrchestrationItem(
+            instance=instance,
+            lock_token=token,
+            execution_id=execution_id,
+            orchestration_name=name,
+            orchestration_version=version,
+            history=tuple(events),
+            history_offset=0 if send_history else history_len,
+            history_len=history_len,
+            messages=tuple(messages),
+            kv_snapshot={
+                key: KvEntry(value=value, updated_at_ms=int(ts)) for key, value, ts in kv_rows
+            },
+            attempt_count=max((int(a) for _t, a in message_rows), default=1),
+            history_error=problem,
+        )
+
+    def ack_orchestration_item(self, lock_token: str, commit: Commit) -> None:
+        """See :meth:`Provider.ack_orchestration_item`."""
+        token = _token(lock_token)
+        plan = _AckPlan.build(commit)
+        off = self._off()
+        base = {"off": off, "tok": token, "inst": commit.instance, "exec": commit.execution_id}
+        s = self._sql
+
+        def body(conn: psycopg.Connection[Any]) -> None:
+            with conn.pipeline(), conn.transaction():
+                conn.execute(s.check_ack, base)
+                conn.execute(
+                    s.ack_instance,
+                    {
+                        **base,
+                        "name": commit.orchestration_name,
+                        "ver": commit.orchestration_version,
+                        "parent": commit.parent_instance,
+                        "cs_changed": commit.custom_status_changed,
+                        "cs": commit.custom_status,
+                    },
+                )
+                conn.execute(s.ack_execution, base)
+                if plan.events:
+                    conn.execute(s.insert_history, {**base, **plan.events})
+                if commit.status is not None:
+                    conn.execute(
+                        s.set_execution_status,
+                        {
+                            **base,
+                            "status": commit.status,
+                            "output": commit.output,
+                            "terminal": commit.is_terminal,
+                        },
+                    )
+                if plan.kv_clear_all is not None:
+                    conn.execute(s.kv_clear_all, {**base, "ts": plan.kv_clear_all})
+                if plan.kv:
+                    conn.execute(s.kv_upsert_delta, {**base, **plan.kv})
+                if commit.is_terminal:
+                    conn.execute(s.kv_fold_deletes, base)
+                    conn.execute(s.kv_fold_upserts, base)
+                    conn.execute(s.kv_fold_clear, base)
+                if plan.workers:
+                    conn.execute(
+                        s.insert_worker_items, {**base, "chan": self.channel, **plan.workers}
+                    )
+                if plan.cancelled:
+                    conn.execute(s.cancel_activities, {**base, **plan.cancelled})
+                if plan.children:
+                    conn.execute(s.create_children, {**base, **plan.children})
+                if plan.outgoing:
+                    conn.execute(s.insert_orchestrator_items, {**base, **plan.outgoing})
+                conn.execute(s.delete_batch, base)
+                conn.execute(s.release_instance_lock, base)
+                # Messages that arrived during the lock are claimable from now on.
+                conn.execute(
+                    s.notify_instance_ready,
+                    {**base, "chan": self.channel, "sent": bool(plan.outgoing)},
+                )
+
+        try:
+            self._run("ack_orchestration_item", body)
+        except ProviderError as exc:
+            if "history_pkey" in exc.message or "duplicate key" in exc.message:
+                raise ProviderError(
+                    f"ack_orchestration_item: an event id of this turn already exists in "
+                    f"{commit.instance!r} execution {commit.execution_id}; nothing was written",
+                    retryable=False,
+                    operation="ack_orchestration_item",
+                ) from None
+            raise
+
+    def abandon_orchestration_item(
+        self, lock_token: str, *, delay_ms: int = 0, ignore_attempt: bool = False
+    ) -> None:
+        """See :meth:`Provider.abandon_orchestration_item`."""
+        params = {
+            "off": self._off(),
+            "tok": _token(lock_token),
+            "delay": _delay(delay_ms),
+            "ignore": bool(ignore_attempt),
+            "chan": self.channel,
+        }
+
+        def body(conn: psycopg.Connection[Any]) -> int:
+            row = conn.execute(self._sql.abandon_orchestration, params).fetchone()
+            return int(row[0]) if row else 0
+
+        if self._run("abandon_orchestration_item", body) == 0:
+            raise LockLost(
+                f"abandon_orchestration_item: lock token {lock_token!r} is unknown "
+                "(already acked or abandoned, or taken over after expiry)",
+                operation="abandon_orchestration_item",
+            )
+
+    def renew_orchestration_lock(self, lock_token: str, *, lock_timeout: float) -> None:
+        """See :meth:`Provider.renew_orchestration_lock`."""
+        params = {
+            "off": self._off(),
+            "tok": _token(lock_token),
+            "ms": _seconds_to_ms(lock_timeout, "lock_timeout"),
+        }
+
+        def body(conn: psycopg.Connection[Any]) -> int:
+            return conn.execute(self._sql.renew_orchestration, params).rowcount
+
+        if self._run("renew_orchestration_lock", body) == 0:
+            raise LockLost(
+                f"renew_orchestration_lock: lock token {lock_token!r} is unknown or expired",
+                operation="renew_orchestration_lock",
+            )
+
+    # -- activities -------------------------------------------------------------------
+
+    def fetch_work_item(
+        self, *, lock_timeout: float, tag_filter: TagFilter, session: SessionClaim | None = None
+    ) -> ActivityItem | None:
+        """See :meth:`Provider.fetch_work_item`."""
+        self._check_open()
+        if not isinstance(tag_filter, TagFilter):
+            raise InvalidArgument(
+                f"tag_filter must be a TagFilter, got {type(tag_filter).__name__}"
+            )
+        lock_ms = _seconds_to_ms(lock_timeout, "lock_timeout")
+        if session is not None:
+            if not isinstance(session, SessionClaim):
+                raise InvalidArgument(
+                    f"session must be a SessionClaim or None, got {type(session).__name__}"
+                )
+            check_id(session.owner_id, "session owner id")
+            session_ms = _seconds_to_ms(session.lock_timeout, "session lock_timeout")
+        if tag_filter.mode == "none":
+            return None
+        statement = self._sql.fetch_work[(tag_filter.mode, session is not None)]
+        # A lost race for a session makes the claim come back empty although a
+        # candidate existed; try again (the loser now sees the session as owned).
+        for _ in range(16):
+            token = uuid.uuid4().hex
+            params: dict[str, Any] = {
+                "off": self._off(),
+                "tok": token,
+                "ms": lock_ms,
+                "tags": list(tag_filter.names),
+            }
+            if session is not None:
+                params.update(owner=session.owner_id, sms=session_ms)
+
+            def body(
+                conn: psycopg.Connection[Any], params: dict[str, Any] = params
+            ) -> tuple[Any, ...] | None:
+                return conn.execute(statement, params).fetchone()
+
+            row = self._run("fetch_work_item", body)
+            if row is None or row[2] == 0:
+                return None
+            if row[0] is None:
+                continue
+            message = loads_work_item(row[0])
+            if not isinstance(message, ExecuteActivity):
+                raise ProviderError(
+                    f"the worker queue holds a {type(message).__name__}, not an ExecuteActivity",
+                    operation="fetch_work_item",
+                )
+            return ActivityItem(lock_token=token, message=message, attempt_count=int(row[1]))
+        return None
+
+    def ack_work_item(self, lock_token: str, result: ActivityResult | None) -> None:
+        """See :meth:`Provider.ack_work_item`."""
+        token = _token(lock_token)
+        if result is not None and not isinstance(result, ActivityResult):
+            raise InvalidArgument(
+                f"ack_work_item takes an ActivityResult or None, got {type(result).__name__}"
+            )
+        params = {
+            "off": self._off(),
+            "tok": token,
+            "inst": result.instance if result is not None else None,
+            "item": dumps_record(result) if result is not None else None,
+            "chan": self.channel,
+        }
+
+        def body(conn: psycopg.Connection[Any]) -> int:
+            row = conn.execute(self._sql.ack_work, params).fetchone()
+            return int(row[0]) if row else 0
+
+        if self._run("ack_work_item", body) == 0:
+            raise LockLost(
+                f"ack_work_item: lock token {lock_token!r} is unknown or expired "
+                "(the activity was cancelled, or its lock expired)",
+                operation="ack_work_item",
+            )
+
+    def renew_work_item_lock(self, lock_token: str, *, lock_timeout: float) -> None:
+        """See :meth:`Provider.renew_work_item_lock`."""
+        params = {
+            "off": self._off(),
+            "tok": _token(lock_token),
+            "ms": _seconds_to_ms(lock_timeout, "lock_timeout"),
+        }
+
+        def body(conn: psycopg.Connection[Any]) -> int:
+            row = conn.execute(self._sql.renew_work, params).fetchone()
+            return int(row[0]) if row else 0
+
+        if self._run("renew_work_item_lock", body) == 0:
+            raise LockLost(
+                f"renew_work_item_lock: lock token {lock_token!r} is unknown or expired (the activity was cancelled)",
+                operation="renew_work_item_lock",
+            )
+
+    def abandon_work_item(
+        self, lock_token: str, *, delay_ms: int = 0, ignore_attempt: bool = False
+    ) -> None:
+        """See :meth:`Provider.abandon_work_item`."""
+        params = {
+            "off": self._off(),
+            "tok": _token(lock_token),
+            "delay": _delay(delay_ms),
+            "ignore": bool(ignore_attempt),
+            "chan": self.channel,
+        }
+
+        def body(conn: psycopg.Connection[Any]) -> int:
+            row = conn.execute(self._sql.abandon_work, params).fetchone()
+            return int(row[0]) if row else 0
+
+        if self._run("abandon_work_item", body) == 0:
+            raise LockLost(
+                f"abandon_work_item: lock token {lock_token!r} is unknown",
+                operation="abandon_work_item",
+            )
+
+    def renew_session_locks(
+        self, owner_ids: Sequence[str], *, lock_timeout: float, idle_timeout: float
+    ) -> int:
+        """See :meth:`Provider.renew_session_locks`."""
+        if isinstance(owner_ids, str):
+            raise InvalidArgument("owner_ids must be a list of owner ids, not one string")
+        owners = [check_id(owner, "session owner id") for owner in owner_ids]
+        params = {
+            "off": self._off(),
+            "owners": owners,
+            "ms": _seconds_to_ms(lock_timeout, "lock_timeout"),
+            "idle": _seconds_to_ms(idle_timeout, "idle_timeout"),
+        }
+        if not owners:
+            self._check_open()
+            return 0
+        return self._run(
+            "renew_session_locks",
+            lambda conn: conn.execute(self._sql.renew_sessions, params).rowcount,
+        )
+
+    def cleanup_orphaned_sessions(self) -> int:
+        """See :meth:`Provider.cleanup_orphaned_sessions`."""
+        params = {"off": self._off()}
+        return self._run(
+            "cleanup_orphaned_sessions",
+            lambda conn: conn.execute(self._sql.cleanup_sessions, params).rowcount,
+        )
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def read_history(self, instance: str, execution_id: int | None = None) -> list[history.Event]:
+        """See :meth:`Provider.read_history`."""
+        check_id(instance)
+        if execution_id is not None and (
+            not isinstance(execution_id, int) or isinstance(execution_id, bool)
+        ):
+            raise InvalidArgument(
+                f"execution_id must be a whole number or None, got {execution_id!r}"
+            )
+        params = {"inst": instance, "exec": execution_id}
+        rows = self._run(
+            "read_history",
+            lambda conn: conn.execute(self._sql.read_history, params).fetchall(),
+            read_only=True,
+        )
+        return [loads_event(text) for (text,) in rows]
+
+    def get_instance_status(self, instance: str) -> InstanceStatus | None:
+        """See :meth:`Provider.get_instance_status`."""
+        check_id(instance)
+        row = self._run(
+            "get_instance_status",
+            lambda conn: conn.execute(self._sql.instance_status, {"inst": instance}).fetchone(),
+            read_only=True,
+        )
+        if row is None:
+            return None
+        name, version, execution_id, custom_status, custom_version, status, output = row
+        status = status or "Running"
+        return InstanceStatus(
+            instance=instance,
+            status=status,
+            execution_id=int(execution_id),
+            orchestration_name=name,
+            orchestration_version=version,
+            output=output if status == "Completed" else None,
+            error=loads_error(output) if status == "Failed" and output is not None else None,
+            custom_status=custom_status,
+            custom_status_version=int(custom_version),
+        )
+
+    def get_kv_value(self, instance: str, key: str) -> str | None:
+        """See :meth:`Provider.get_kv_value`."""
+        check_id(instance)
+        if not isinstance(key, str):
+            raise InvalidArgument(f"a KV key must be a string, got {type(key).__name__}")
+        row = self._run(
+            "get_kv_value",
+            lambda conn: conn.execute(
+                self._sql.kv_value, {"inst": instance, "key": key}
+            ).fetchone(),
+            read_only=True,
+        )
+        return None if row is None else row[0]
+
+    def get_kv_all_values(self, instance: str) -> dict[str, str]:
+        """See :meth:`Provider.get_kv_all_values`."""
+        check_id(instance)
+        rows = self._run(
+            "get_kv_all_values",
+            lambda conn: conn.execute(self._sql.kv_all, {"inst": instance}).fetchall(),
+            read_only=True,
+        )
+        return {key: value for key, value, _size in rows}
+
+    def next_orchestrator_visible_ms(self) -> int | None:
+        """See :meth:`Provider.next_orchestrator_visible_ms`.
+
+        Messages of an instance locked by someone else count from when that
+        lock expires, so an idle dispatcher never spins on work it cannot claim.
+        """
+        params = {"off": self._off()}
+        row = self._run(
+            "next_orchestrator_visible_ms",
+            lambda conn: conn.execute(self._sql.next_visible, params).fetchone(),
+            read_only=True,
+        )
+        return None if row is None or row[0] is None else int(row[0])
+
+    def now_ms(self) -> int:
+        """The database clock (plus the test offset), in epoch milliseconds."""
+        params = {"off": self._off()}
+        row = self._run(
+            "now_ms", lambda conn: conn.execute(self._sql.now, params).fetchone(), read_only=True
+        )
+        assert row is not None
+        return int(row[0])
+
+    # -- wake-ups -----------------------------------------------------------------------
+
+    def wait_for_work(self, timeout: float, *, queue: Queue | None = None) -> bool:
+        """Block until work may have been enqueued (by any process), or ``timeout`` seconds pass.
+
+        Returns ``True`` when woken by a notification, ``False`` on timeout.
+        ``queue`` narrows the wake-up to ``"orchestrator"`` or ``"worker"``
+        work; ``None`` wakes on either. Meant for a dispatcher's idle loop::
+
+            while running:
+                item = provider.fetch_work_item(...)
+                if item is None:
+                    provider.wait_for_work(poll_interval, queue="worker")
+
+        Each thread remembers what it has seen: a notification that arrives
+        between that thread's fetch and its wait makes the wait return at once,
+        so no wake-up is lost. Notifications are hints (a lost connection or a
+        notification for work someone else claimed wakes a waiter for nothing);
+        keep a poll interval as the backstop. Uses one dedicated connection,
+        opened on first use, that LISTENs on the schema's channel.
+        """
+        self._check_open()
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout >= 0:
+            raise InvalidArgument(f"timeout must be a number of seconds >= 0, got {timeout!r}")
+        if queue not in (None, "orchestrator", "worker"):
+            raise InvalidArgument(f"queue must be 'orchestrator', 'worker' or None, got {queue!r}")
+        with self._listener_lock:
+            self._check_open()
+            if self._listener is None:
+                self._listener = _WorkListener(self._connect, self.channel)
+            listener = self._listener
+        return listener.wait(timeout, queue)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the pool and the listening connection; later calls raise ``ProviderClosed``."""
+        with self._listener_lock:
+            if self._closed:
+                return
+            self._closed = True
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.stop()
+        self._pool.close()
+
+    def __repr__(self) -> str:
+        return f"PostgresProvider({self._redacted!r}, schema={self.schema!r})"
+
+    # -- management -------------------------------------------------------------------
+
+    def list_instances(self, status: ExecutionStatus | None = None) -> list[str]:
+        """See :meth:`ProviderAdmin.list_instances`."""
+        if status is not None and status not in (
+            "Running",
+            "Completed",
+            "Failed",
+            "ContinuedAsNew",
+        ):
+            raise InvalidArgument(f"unknown status {status!r}")
+        rows = self._run(
+            "list_instances",
+            lambda conn: conn.execute(self._sql.list_instances, {"status": status}).fetchall(),
+            read_only=True,
+        )
+        return [row[0] for row in rows]
+
+    def get_instance_info(self, instance: str) -> InstanceInfo:
+        """See :meth:`ProviderAdmin.get_instance_info`."""
+        check_id(instance)
+        row = self._run(
+            "get_instance_info",
+            lambda conn: conn.execute(self._sql.instance_info, {"inst": instance}).fetchone(),
+            read_only=True,
+        )
+        if row is None:
+            raise InstanceNotFound(f"instance {instance!r} does not exist")
+        name, version, execution_id, status, output, created, updated, parent = row
+        return InstanceInfo(
+            instance_id=instance,
+            orchestration_name=name,
+            orchestration_version=version,
+            current_execution_id=int(execution_id),
+            status=status or "Running",
+            output=output,
+            created_at_ms=int(created),
+            updated_at_ms=int(updated),
+            parent_instance_id=parent,
+        )
+
+    def list_executions(self, instance: str) -> list[int]:
+        """See :meth:`ProviderAdmin.list_executions`."""
+        check_id(instance)
+        rows = self._run(
+            "list_executions",
+            lambda conn: conn.execute(self._sql.list_executions, {"inst": instance}).fetchall(),
+            read_only=True,
+        )
+        if not rows:
+            raise InstanceNotFound(f"instance {instance!r} does not exist")
+        return [int(row[0]) for row in rows if row[0] is not None]
+
+    def get_execution_info(self, instance: str, execution_id: int) -> ExecutionInfo:
+        """See :meth:`ProviderAdmin.get_execution_info`."""
+        check_id(instance)
+        if not isinstance(execution_id, int) or isinstance(execution_id, bool):
+            raise InvalidArgument(f"execution_id must be a whole number, got {execution_id!r}")
+        row = self._run(
+            "get_execution_info",
+            lambda conn: conn.execute(
+                self._sql.execution_info, {"inst": instance, "exec": execution_id}
+            ).fetchone(),
+            read_only=True,
+        )
+        if row is None:
+            raise InstanceNotFound(f"instance {instance!r} has no execution {execution_id}")
+        status, output, started, completed, events = row
+        return ExecutionInfo(
+            execution_id=execution_id,
+            status=status,
+            output=output,
+            started_at_ms=int(started),
+            completed_at_ms=None if completed is None else int(completed),
+            event_count=int(events),
+        )
+
+    def get_system_metrics(self) -> SystemMetrics:
+        """See :meth:`ProviderAdmin.get_system_metrics`."""
+        row = self._run(
+            "get_system_metrics",
+            lambda conn: conn.execute(self._sql.system_metrics).fetchone(),
+            read_only=True,
+        )
+        assert row is not None
+        total, running, completed, failed, executions, events = (int(v) for v in row)
+        return SystemMetrics(
+            total_instances=total,
+            total_executions=executions,
+            running_instances=running,
+            completed_instances=completed,
+            failed_instances=failed,
+            total_events=events,
+        )
+
+    def get_queue_depths(self) -> QueueDepths:
+        """See :meth:`ProviderAdmin.get_queue_depths`."""
+        params = {"off": self._off()}
+        row = self._run(
+            "get_queue_depths",
+            lambda conn: conn.execute(self._sql.queue_depths, params).fetchone(),
+            read_only=True,
+        )
+        assert row is not None
+        return QueueDepths(orchestrator_queue=int(row[0]), worker_queue=int(row[1]))
+
+    def get_orchestration_stats(self, instance: str) -> OrchestrationStats | None:
+        """See :meth:`ProviderAdmin.get_orchestration_stats`; history figures are the current execution's."""
+        check_id(instance)
+        row = self._run(
+            "get_orchestration_stats",
+            lambda conn: conn.execute(self._sql.orchestration_stats, {"inst": instance}).fetchone(),
+            read_only=True,
+        )
+        if row is None:
+            return None
+        events, size, pending, keys, kv_bytes = (int(v) for v in row)
+        return OrchestrationStats(
+            history_event_count=events,
+            history_size_bytes=size,
+            queue_pending_count=pending,
+            kv_user_key_count=keys,
+            kv_total_value_bytes=kv_bytes,
+        )
+
+    def list_children(self, instance: str) -> list[str]:
+        """See :meth:`ProviderAdmin.list_children`."""
+        check_id(instance)
+        rows = self._run(
+            "list_children",
+            lambda conn: conn.execute(self._sql.list_children, {"inst": instance}).fetchall(),
+            read_only=True,
+        )
+        return [row[0] for row in rows]
+
+    def delete_instance(self, instance: str, *, force: bool = False) -> DeleteResult:
+        """See :meth:`ProviderAdmin.delete_instance`."""
+        check_id(instance)
+        s = self._sql
+
+        def body(conn: psycopg.Connection[Any]) -> DeleteResult:
+            with conn.transaction():
+                row = conn.execute(s.parent_of, {"inst": instance}).fetchone()
+                if row is None:
+                    raise InstanceNotFound(f"instance {instance!r} does not exist")
+                if row[0] is not None and row[1]:
+                    raise InvalidArgument(
+                        f"instance {instance!r} is a sub-orchestration of {row[0]!r}; delete its root instead"
+                    )
+                # Take the lock rows first (the same order as acks, so no deadlock):
+                # an in-flight ack either commits before us, and any child it
+                # created joins the tree on the next pass, or fails with LockLost.
+                tree: list[str] = []
+                while True:
+                    found = [
+                        r[0] for r in conn.execute(s.instance_tree, {"inst": instance}).fetchall()
+                    ]
+                    if set(found) == set(tree):
+                        break
+                    tree = found
+                    conn.execute(s.delete_locks, {"ids": tree})
+                    conn.execute(s.lock_instances, {"ids": tree})
+                if not force:
+                    running = conn.execute(s.running_in, {"ids": tree}).fetchone()
+                    if running is not None:
+                        which = (
+                            "it"
+                            if running[0] == instance
+                            else f"its sub-orchestration {running[0]!r}"
+                        )
+                        raise InvalidArgument(
+                            f"instance {instance!r} cannot be deleted while {which} is running; "
+                            "cancel it first or pass force=True"
+                        )
+                counts = conn.execute(s.delete_tree, {"ids": tree}).fetchone()
+                assert counts is not None
+                return DeleteResult(
+                    instances_deleted=int(counts[0]),
+                    executions_deleted=int(counts[1]),
+                    events_deleted=int(counts[2]),
+                    queue_messages_deleted=int(counts[3]),
+                )
+
+        return self._run("delete_instance", body)
+
+    def prune_executions(
+        self, instance: str, *, keep_last: int | None = None, completed_before_ms: int | None = None
+    ) -> PruneResult:
+        """See :meth:`ProviderAdmin.prune_executions`.
+
+        With neither option given nothing is pruned; the current execution and
+        running ones never are.
+        """
+        check_id(instance)
+        if keep_last is not None and (
+            not isinstance(keep_last, int) or isinstance(keep_last, bool) or keep_last < 0
+        ):
+            raise InvalidArgument(
+                f"keep_last must be a whole number >= 0 or None, got {keep_last!r}"
+            )
+        if completed_before_ms is not None and (
+            not isinstance(completed_before_ms, int) or isinstance(completed_before_ms, bool)
+        ):
+            raise InvalidArgument(
+                f"completed_before_ms must be epoch milliseconds or None, got {completed_before_ms!r}"
+            )
+        params = {"inst": instance, "keep": keep_last, "before": completed_before_ms}
+
+        def body(conn: psycopg.Connection[Any]) -> PruneResult:
+            with conn.transaction():
+                if conn.execute(self._sql.lock_instance, params).fetchone() is None:
+                    raise InstanceNotFound(f"instance {instance!r} does not exist")
+                if keep_last is None and completed_before_ms is None:
+                    return PruneResult(
+                        instances_processed=1, executions_deleted=0, events_deleted=0
+                    )
+                row = conn.execute(self._sql.prune, params).fetchone()
+                assert row is not None
+                return PruneResult(
+                    instances_processed=1,
+                    executions_deleted=int(row[0]),
+                    events_deleted=int(row[1]),
+                )
+
+        return self._run("prune_executions", body)
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def _primary(exc: psycopg.Error) -> str:
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    text = primary or str(exc) or type(exc).__name__
+    constraint = getattr(diag, "constraint_name", None) if diag is not None else None
+    return f"{text} [{constraint}]" if constraint else text
+
+
+def _lock_class(schema: str) -> int:
+    """A stable 32-bit signed number for the schema: the first key of its advisory locks."""
+    value = 0
+    for byte in schema.encode("utf-8"):
+        value = (value * 31 + byte) & 0xFFFFFFFF
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def _worker_rows(items: Sequence[ExecuteActivity]) -> dict[str, Any]:
+    return {
+        "w_inst": [m.instance for m in items],
+        "w_exec": [m.execution_id for m in items],
+        "w_id": [m.id for m in items],
+        "w_item": [dumps_record(m) for m in items],
+        "w_session": [m.session_id for m in items],
+        "w_tag": [m.tag for m in items],
+    }
+
+
+class _AckPlan:
+    """A commit turned into column arrays, validated before any SQL runs."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, Any] = {}
+        self.kv: dict[str, Any] = {}
+        self.kv_clear_all: int | None = None
+        self.workers: dict[str, Any] = {}
+        self.cancelled: dict[str, Any] = {}
+        self.children: dict[str, Any] = {}
+        self.outgoing: dict[str, Any] = {}
+
+    @classmethod
+    def build(cls, commit: Commit) -> _AckPlan:
+        if not isinstance(commit, Commit):
+            raise InvalidArgument(
+                f"ack_orchestration_item takes a Commit, got {type(commit).__name__}"
+            )
+        check_id(commit.instance)
+        check_id(commit.orchestration_name, "orchestration name")
+        if (
+            not isinstance(commit.execution_id, int)
+            or isinstance(commit.execution_id, bool)
+            or commit.execution_id < 1
+        ):
+            raise InvalidArgument(
+                f"execution_id must be a whole number >= 1, got {commit.execution_id!r}"
+            )
+        if commit.status is not None and commit.status not in ("Running", *_TERMINAL):
+            raise InvalidArgument(f"unknown execution status {commit.status!r}")
+        plan = cls()
+        ids: list[int] = []
+        for event in commit.new_events:
+            if not isinstance(event, history.EVENT_TYPES):
+                raise InvalidArgument(
+                    f"new_events holds a {type(event).__name__}, not a history event"
+                )
+            if not isinstance(event.event_id, int) or event.event_id < 1:
+                raise InvalidArgument(f"event ids start at 1, got {event.event_id!r}")
+            ids.append(event.event_id)
+        if len(set(ids)) != len(ids):
+            raise ProviderError(
+                f"the commit for {commit.instance!r} repeats an event id; nothing was written",
+                operation="ack_orchestration_item",
+            )
+        if ids:
+            plan.events = {
+                "ev_id": ids,
+                "ev_type": [type(e).__name__ for e in commit.new_events],
+                "ev_data": [dumps_record(e) for e in commit.new_events],
+            }
+        plan._kv(commit.kv_ops)
+        for item in commit.worker_items:
+            if not isinstance(item, ExecuteActivity):
+                raise InvalidArgument(
+                    f"worker_items holds a {type(item).__name__}, not an ExecuteActivity"
+                )
+        if commit.worker_items:
+            plan.workers = _worker_rows(commit.worker_items)
+        if commit.cancelled_activities:
+            plan.cancelled = {
+                "c_inst": [a.instance for a in commit.cancelled_activities],
+                "c_exec": [a.execution_id for a in commit.cancelled_activities],
+                "c_id": [a.id for a in commit.cancelled_activities],
+            }
+        starts = []
+        for out in commit.orchestrator_items:
+            if not isinstance(out.message, ORCHESTRATOR_MESSAGE_TYPES):
+                raise InvalidArgument(f"orchestrator_items holds a {type(out.message).__name__}")
+            check_id(out.message.instance)
+            _delay(out.delay_ms, "OutgoingMessage.delay_ms")
+            if (
+                isinstance(out.message, StartOrchestration)
+                and out.message.instance != commit.instance
+            ):
+                check_id(out.message.name, "orchestration name")
+                starts.append(out.message)
+        if starts:
+            plan.children = {
+                "ch_inst": [m.instance for m in starts],
+                "ch_name": [m.name for m in starts],
+                "ch_ver": [m.version for m in starts],
+                "ch_parent": [m.parent_instance for m in starts],
+            }
+        if commit.orchestrator_items:
+            plan.outgoing = {
+                "o_inst": [o.message.instance for o in commit.orchestrator_items],
+                "o_item": [dumps_record(o.message) for o in commit.orchestrator_items],
+                "o_delay": [o.delay_ms for o in commit.orchestrator_items],
+            }
+        return plan
+
+    def _kv(self, ops: Sequence[KvOp]) -> None:
+        # Reduce the ops to their net effect: a clear-all (tombstoning every key
+        # stored before it) and then the final value (or tombstone) of each key.
+        final: dict[str, tuple[str | None, int]] = {}
+        for op in ops:
+            if isinstance(op, history.KeyValueSet):
+                if not isinstance(op.key, str) or not isinstance(op.value, str):
+                    raise InvalidArgument(
+                        "KV keys and values must be strings (values are JSON text)"
+                    )
+                final[op.key] = (op.value, op.updated_at_ms)
+            elif isinstance(op, history.KeyValueCleared):
+                final[op.key] = (None, op.timestamp_ms)
+            elif isinstance(op, history.KeyValuesCleared):
+                final.clear()
+                self.kv_clear_all = op.timestamp_ms
+            else:
+                raise InvalidArgument(f"kv_ops holds a {type(op).__name__}, not a KV event")
+        if final:
+            self.kv = {
+                "k_key": list(final),
+                "k_value": [v for v, _ in final.values()],
+                "k_ts": [t for _, t in final.values()],
+            }
+
+
+class _Statements:
+    """Every SQL text the provider runs, built once per schema so psycopg can prepare them."""
+
+    def __init__(self, schema: str) -> None:
+        def q(text: str) -> bytes:
+            return text.replace("{s}", schema).replace("{now}", _NOW).encode("utf-8")
+
+        notify = (
+            "(SELECT count(*) FROM {x} CROSS JOIN LATERAL pg_notify(%(chan)s, '{payload}') AS n)"
+        )
+        self.schema_version = q("SELECT coalesce(max(version), 0) FROM {s}.schema_version")
+        self.now = q("SELECT {now}")
+        self.create_instance = q(
+            """
+            WITH i AS (
+                INSERT INTO {s}.instances (instance_id, orchestration_name, orchestration_version,
+                                           parent_instance_id, created_at_ms, updated_at_ms)
+                VALUES (%(inst)s, %(name)s, %(ver)s, %(parent)s, {now}, {now})
+                ON CONFLICT (instance_id) DO NOTHING
+                RETURNING instance_id),
+            e AS (
+                INSERT INTO {s}.executions (instance_id, execution_id, started_at_ms)
+                SELECT instance_id, 1, {now} FROM i),
+            m AS (
+                INSERT INTO {s}.orchestrator_queue (instance_id, work_item, visible_at)
+                SELECT instance_id, %(item)s, {now} FROM i
+                RETURNING 1)
+            SELECT (SELECT count(*) FROM i), """
+            + notify.format(x="m", payload="o")
+        )
+        self.enqueue_orchestrator = q(
+            """
+            WITH m AS (
+                INSERT INTO {s}.orchestrator_queue (instance_id, work_item, visible_at)
+                SELECT %(inst)s, %(item)s, {now} + %(delay)s
+                  FROM {s}.instances WHERE instance_id = %(inst)s
+                RETURNING 1)
+            SELECT """
+            + notify.format(x="m", payload="o")
+        )
+        self.insert_worker_items = q(
+            """
+            WITH w AS (
+                INSERT INTO {s}.worker_queue (instance_id, execution_id, activity_id, work_item,
+                                              visible_at, session_id, tag)
+                SELECT i, e, a, item, {now}, sid, tag
+                  FROM unnest(%(w_inst)s::text[], %(w_exec)s::bigint[], %(w_id)s::bigint[],
+                              %(w_item)s::text[], %(w_session)s::text[], %(w_tag)s::text[])
+                       AS t(i, e, a, item, sid, tag)
+                RETURNING 1)
+            SELECT """
+            + notify.format(x="w", payload="w")
+        )
+        self.claim_instance = q("SELECT * FROM {s}.claim_instance({now}, {now} + %(ms)s, %(tok)s)")
+        self.batch_messages = q(
+            "SELECT work_item, attempt_count FROM {s}.orchestrator_queue WHERE lock_token = %(tok)s ORDER BY id"
+        )
+        self.kv_store_rows = q(
+            "SELECT key, value, updated_at_ms FROM {s}.kv_store WHERE instance_id = %(inst)s"
+        )
+        self.history_rows = q(
+            "SELECT event_data FROM {s}.history WHERE instance_id = %(inst)s AND execution_id = %(exec)s ORDER BY event_id"
+        )
+        # -- ack
+        self.check_ack = q("SELECT {s}.check_ack(%(tok)s, %(inst)s, {now})")
+        self.ack_instance = q(
+            """
+            UPDATE {s}.instances
+               SET orchestration_name = %(name)s,
+                   orchestration_version = %(ver)s,
+                   parent_instance_id = coalesce(parent_instance_id, %(parent)s),
+                   current_execution_id = greatest(current_execution_id, %(exec)s),
+                   updated_at_ms = {now},
+                   custom_status = CASE WHEN %(cs_changed)s THEN %(cs)s ELSE custom_status END,
+                   custom_status_version = custom_status_version + CASE WHEN %(cs_changed)s THEN 1 ELSE 0 END
+             WHERE instance_id = %(inst)s
+            """
+        )
+        self.ack_execution = q(
+            """
+            INSERT INTO {s}.executions (instance_id, execution_id, started_at_ms)
+            VALUES (%(inst)s, %(exec)s, {now})
+            ON CONFLICT (instance_id, execution_id) DO NOTHING
+            """
+        )
+        self.insert_history = q(
+            """
+            INSERT INTO {s}.history (instance_id, execution_id, event_id, event_type, event_data)
+            SELECT %(inst)s, %(exec)s, id, kind, data
+              FROM unnest(%(ev_id)s::bigint[], %(ev_type)s::text[], %(ev_data)s::text[]) AS t(id, kind, data)
+            """
+        )
+        self.set_execution_status = q(
+            """
+            UPDATE {s}.executions
+               SET status = %(status)s, output = %(output)s,
+                   completed_at_ms = CASE WHEN %(terminal)s THEN {now} ELSE completed_at_ms END
+             WHERE instance_id = %(inst)s AND execution_id = %(exec)s
+            """
+        )
+        self.kv_clear_all = q(
+            """
+            INSERT INTO {s}.kv_delta (instance_id, key, value, updated_at_ms)
+            SELECT instance_id, key, NULL, %(ts)s FROM {s}.kv_store WHERE instance_id = %(inst)s
+            UNION
+            SELECT instance_id, key, NULL, %(ts)s FROM {s}.kv_delta WHERE instance_id = %(inst)s
+            ON CONFLICT (instance_id, key) DO UPDATE SET value = NULL, updated_at_ms = EXCLUDED.updated_at_ms
+            """
+        )
+        self.kv_upsert_delta = q(
+            """
+            INSERT INTO {s}.kv_delta (instance_id, key, value, updated_at_ms)
+            SELECT %(inst)s, k, v, t FROM unnest(%(k_key)s::text[], %(k_value)s::text[], %(k_ts)s::bigint[]) AS u(k, v, t)
+            ON CONFLICT (instance_id, key) DO UPDATE SET value = EXCLUDED.value, updated_at_ms = EXCLUDED.updated_at_ms
+            """
+        )
+        self.kv_fold_deletes = q(
+            """
+            DELETE FROM {s}.kv_store s USING {s}.kv_delta d
+             WHERE s.instance_id = %(inst)s AND d.instance_id = s.instance_id AND d.key = s.key AND d.value IS NULL
+            """
+        )
+        self.kv_fold_upserts = q(
+            """
+            INSERT INTO {s}.kv_store (instance_id, key, value, updated_at_ms)
+            SELECT instance_id, key, value, updated_at_ms FROM {s}.kv_delta
+             WHERE instance_id = %(inst)s AND value IS NOT NULL
+            ON CONFLICT (instance_id, key) DO UPDATE SET value = EXCLUDED.value, updated_at_ms = EXCLUDED.updated_at_ms
+            """
+        )
+        self.kv_fold_clear = q("DELETE FROM {s}.kv_delta WHERE instance_id = %(inst)s")
+        self.cancel_activities = q(
+            """
+            DELETE FROM {s}.worker_queue w
+             USING unnest(%(c_inst)s::text[], %(c_exec)s::bigint[], %(c_id)s::bigint[]) AS c(i, e, a)
+             WHERE w.instance_id = c.i AND w.execution_id = c.e AND w.activity_id = c.a
+            """
+        )
+        self.create_children = q(
+            """
+            WITH i AS (
+                INSERT INTO {s}.instances (instance_id, orchestration_name, orchestration_version,
+                                           parent_instance_id, created_at_ms, updated_at_ms)
+                SELECT i, n, v, p, {now}, {now}
+                  FROM unnest(%(ch_inst)s::text[], %(ch_name)s::text[], %(ch_ver)s::text[], %(ch_parent)s::text[])
+                       AS t(i, n, v, p)
+                ON CONFLICT (instance_id) DO NOTHING
+                RETURNING instance_id)
+            INSERT INTO {s}.executions (instance_id, execution_id, started_at_ms)
+            SELECT instance_id, 1, {now} FROM i
+            """
+        )
+        self.insert_orchestrator_items = q(
+            """
+            INSERT INTO {s}.orchestrator_queue (instance_id, work_item, visible_at)
+            SELECT i, item, {now} + d
+              FROM unnest(%(o_inst)s::text[], %(o_item)s::text[], %(o_delay)s::bigint[]) WITH ORDINALITY
+                   AS t(i, item, d, n)
+             ORDER BY n
+            """
+        )
+        self.delete_batch = q("DELETE FROM {s}.orchestrator_queue WHERE lock_token = %(tok)s")
+        self.release_instance_lock = q("DELETE FROM {s}.instance_locks WHERE lock_token = %(tok)s")
+        self.notify_instance_ready = q(
+            """
+            SELECT pg_notify(%(chan)s, 'o')
+             WHERE %(sent)s OR EXISTS (SELECT 1 FROM {s}.orchestrator_queue WHERE instance_id = %(inst)s)
+            """
+        )
+        self.abandon_orchestration = q(
+            """
+            WITH l AS (
+                DELETE FROM {s}.instance_locks WHERE lock_token = %(tok)s RETURNING instance_id),
+            m AS (
+                UPDATE {s}.orchestrator_queue
+                   SET lock_token = NULL,
+                       visible_at = CASE WHEN %(delay)s > 0 THEN {now} + %(delay)s ELSE visible_at END,
+                       attempt_count = CASE WHEN %(ignore)s THEN greatest(attempt_count - 1, 0) ELSE attempt_count END
+                 WHERE lock_token = %(tok)s
+                RETURNING 1)
+            SELECT (SELECT count(*) FROM l), (SELECT count(*) FROM m), """
+            + notify.format(x="l", payload="o")
+        )
+        self.renew_orchestration = q(
+            "UPDATE {s}.instance_locks SET locked_until = {now} + %(ms)s WHERE lock_token = %(tok)s AND locked_until > {now}"
+        )
+        # -- worker queue
+        tag_sql = {
+            "default_only": "q.tag IS NULL",
+            "tags": "q.tag = ANY(%(tags)s::text[])",
+            "default_and": "(q.tag IS NULL OR q.tag = ANY(%(tags)s::text[]))",
+            "any": "TRUE",
+        }
+        self.fetch_work: dict[tuple[str, bool], bytes] = {}
+        for mode, tag_condition in tag_sql.items():
+            for with_session in (False, True):
+                if with_session:
+                    session_condition = """(q.session_id IS NULL OR NOT EXISTS (
+                        SELECT 1 FROM {s}.sessions ss
+                         WHERE ss.session_id = q.session_id AND ss.locked_until > {now}
+                           AND ss.owner_id <> %(owner)s))"""
+                    session_cte = """,
+                    sess AS (
+                        INSERT INTO {s}.sessions AS ss (session_id, owner_id, locked_until, last_activity_at)
+                        SELECT c.session_id, %(owner)s, {now} + %(sms)s, {now} FROM c WHERE c.session_id IS NOT NULL
+                        ON CONFLICT (session_id) DO UPDATE
+                           SET owner_id = EXCLUDED.owner_id, locked_until = EXCLUDED.locked_until,
+                               last_activity_at = EXCLUDED.last_activity_at
+                         WHERE ss.locked_until <= {now} OR ss.owner_id = %(owner)s
+                        RETURNING 1)"""
+                    claim_condition = "AND (c.session_id IS NULL OR EXISTS (SELECT 1 FROM sess))"
+                else:
+                    session_condition = "q.session_id IS NULL"
+                    session_cte = ""
+                    claim_condition = ""
+                self.fetch_work[(mode, with_session)] = q(
+                    f"""
+                    WITH c AS (
+                        SELECT q.id, q.session_id FROM {{s}}.worker_queue q
+                         WHERE q.visible_at <= {{now}}
+                           AND (q.lock_token IS NULL OR q.locked_until <= {{now}})
+                           AND {tag_condition}
+                           AND {session_condition}
+                         ORDER BY q.id
+                         LIMIT 1
+                         FOR UPDATE SKIP LOCKED){session_cte},
+                    u AS (
+                        UPDATE {{s}}.worker_queue w
+                           SET lock_token = %(tok)s, locked_until = {{now}} + %(ms)s,
+                               attempt_count = w.attempt_count + 1
+                          FROM c
+                         WHERE w.id = c.id {claim_condition}
+                        RETURNING w.work_item, w.attempt_count)
+                    SELECT u.work_item, u.attempt_count, (SELECT count(*) FROM c)
+                      FROM (SELECT 1) AS one LEFT JOIN u ON TRUE
+                    """
+                )
+        self.ack_work = q(
+            """
+            WITH d AS (
+                DELETE FROM {s}.worker_queue
+                 WHERE lock_token = %(tok)s AND locked_until > {now}
+                RETURNING instance_id, session_id),
+            m AS (
+                INSERT INTO {s}.orchestrator_queue (instance_id, work_item, visible_at)
+                SELECT %(inst)s::text, %(item)s::text, {now} FROM d WHERE %(item)s::text IS NOT NULL
+                RETURNING 1),
+            ss AS (
+                UPDATE {s}.sessions s SET last_activity_at = {now}
+                  FROM d WHERE s.session_id = d.session_id AND s.locked_until > {now}
+                RETURNING 1)
+            SELECT (SELECT count(*) FROM d), """
+            + notify.format(x="m", payload="o")
+        )
+        self.renew_work = q(
+            """
+            WITH u AS (
+                UPDATE {s}.worker_queue SET locked_until = {now} + %(ms)s
+                 WHERE lock_token = %(tok)s AND locked_until > {now}
+                RETURNING session_id),
+            ss AS (
+                UPDATE {s}.sessions s SET last_activity_at = {now}
+                  FROM u WHERE s.session_id = u.session_id AND s.locked_until > {now}
+                RETURNING 1)
+            SELECT count(*) FROM u
+            """
+        )
+        self.abandon_work = q(
+            """
+            WITH u AS (
+                UPDATE {s}.worker_queue
+                   SET lock_token = NULL, locked_until = NULL,
+                       visible_at = CASE WHEN %(delay)s > 0 THEN {now} + %(delay)s ELSE visible_at END,
+                       attempt_count = CASE WHEN %(ignore)s THEN greatest(attempt_count - 1, 0) ELSE attempt_count END
+                 WHERE lock_token = %(tok)s
+                RETURNING 1)
+            SELECT (SELECT count(*) FROM u), """
+            + notify.format(x="u", payload="w")
+        )
+        self.renew_sessions = q(
+            """
+            UPDATE {s}.sessions SET locked_until = {now} + %(ms)s
+             WHERE owner_id = ANY(%(owners)s::text[]) AND locked_until > {now}
+               AND last_activity_at > {now} - %(idle)s
+            """
+        )
+        self.cleanup_sessions = q(
+            """
+            DELETE FROM {s}.sessions s
+             WHERE s.locked_until <= {now}
+               AND NOT EXISTS (SELECT 1 FROM {s}.worker_queue w WHERE w.session_id = s.session_id)
+            """
+        )
+        # -- reads
+        self.read_history = q(
+            """
+            SELECT h.event_data FROM {s}.history h
+             WHERE h.instance_id = %(inst)s
+               AND h.execution_id = coalesce(%(exec)s::bigint,
+                     (SELECT current_execution_id FROM {s}.instances WHERE instance_id = %(inst)s))
+             ORDER BY h.event_id
+            """
+        )
+        self.instance_status = q(
+            """
+            SELECT i.orchestration_name, i.orchestration_version, i.current_execution_id,
+                   i.custom_status, i.custom_status_version, e.status, e.output
+              FROM {s}.instances i
+              LEFT JOIN {s}.executions e
+                ON e.instance_id = i.instance_id AND e.execution_id = i.current_execution_id
+             WHERE i.instance_id = %(inst)s
+            """
+        )
+        merged_kv = """
+            SELECT s.key, s.value FROM {s}.kv_store s
+             WHERE s.instance_id = %(inst)s
+               AND NOT EXISTS (SELECT 1 FROM {s}.kv_delta d WHERE d.instance_id = s.instance_id AND d.key = s.key)
+            UNION ALL
+            SELECT d.key, d.value FROM {s}.kv_delta d WHERE d.instance_id = %(inst)s AND d.value IS NOT NULL
+        """
+        self.kv_value = q(f"SELECT m.value FROM ({merged_kv}) m WHERE m.key = %(key)s")
+        self.kv_all = q(f"SELECT m.key, m.value, octet_length(m.value) FROM ({merged_kv}) m")
+        self.next_visible = q(
+            """
+            SELECT min(greatest(q.visible_at, coalesce(il.locked_until, 0)))
+              FROM {s}.orchestrator_queue q
+              LEFT JOIN {s}.instance_locks il ON il.instance_id = q.instance_id
+            """
+        )
+        # -- management
+        self.list_instances = q(
+            """
+            SELECT i.instance_id FROM {s}.instances i
+              LEFT JOIN {s}.executions e
+                ON e.instance_id = i.instance_id AND e.execution_id = i.current_execution_id
+             WHERE %(status)s::text IS NULL OR coalesce(e.status, 'Running') = %(status)s::text
+             ORDER BY i.created_at_ms DESC, i.created_seq DESC
+            """
+        )
+        self.instance_info = q(
+            """
+            SELECT i.orchestration_name, i.orchestration_version, i.current_execution_id, e.status, e.output,
+                   i.created_at_ms, i.updated_at_ms, i.parent_instance_id
+              FROM {s}.instances i
+              LEFT JOIN {s}.executions e
+                ON e.instance_id = i.instance_id AND e.execution_id = i.current_execution_id
+             WHERE i.instance_id = %(inst)s
+            """
+        )
+        self.list_executions = q(
+            """
+            SELECT e.execution_id FROM {s}.instances i
+              LEFT JOIN {s}.executions e ON e.instance_id = i.instance_id
+             WHERE i.instance_id = %(inst)s
+             ORDER BY e.execution_id
+            """
+        )
+        self.execution_info = q(
+            """
+            SELECT e.status, e.output, e.started_at_ms, e.completed_at_ms,
+                   (SELECT count(*) FROM {s}.history h
+                     WHERE h.instance_id = e.instance_id AND h.execution_id = e.execution_id)
+              FROM {s}.executions e
+             WHERE e.instance_id = %(inst)s AND e.execution_id = %(exec)s
+            """
+        )
+        self.system_metrics = q(
+            """
+            SELECT count(*),
+                   count(*) FILTER (WHERE coalesce(e.status, 'Running') = 'Running'),
+                   count(*) FILTER (WHERE e.status = 'Completed'),
+                   count(*) FILTER (WHERE e.status = 'Failed'),
+                   (SELECT count(*) FROM {s}.executions),
+                   (SELECT count(*) FROM {s}.history)
+              FROM {s}.instances i
+              LEFT JOIN {s}.executions e
+                ON e.instance_id = i.instance_id AND e.execution_id = i.current_execution_id
+            """
+        )
+        self.queue_depths = q(
+            """
+            SELECT (SELECT count(*) FROM {s}.orchestrator_queue q
+                     WHERE NOT EXISTS (SELECT 1 FROM {s}.instance_locks il
+                                        WHERE il.lock_token = q.lock_token AND il.locked_until > {now})),
+                   (SELECT count(*) FROM {s}.worker_queue w
+                     WHERE w.lock_token IS NULL OR w.locked_until <= {now})
+            """
+        )
+        self.orchestration_stats = q(
+            f"""
+            SELECT (SELECT count(*) FROM {{s}}.history h
+                     WHERE h.instance_id = i.instance_id AND h.execution_id = i.current_execution_id),
+                   (SELECT coalesce(sum(octet_length(h.event_data)), 0) FROM {{s}}.history h
+                     WHERE h.instance_id = i.instance_id AND h.execution_id = i.current_execution_id),
+                   (SELECT count(*) FROM {{s}}.orchestrator_queue q WHERE q.instance_id = i.instance_id),
+                   (SELECT count(*) FROM ({merged_kv}) m),
+                   (SELECT coalesce(sum(octet_length(m.value)), 0) FROM ({merged_kv}) m)
+              FROM {{s}}.instances i
+             WHERE i.instance_id = %(inst)s
+            """
+        )
+        self.list_children = q(
+            "SELECT instance_id FROM {s}.instances WHERE parent_instance_id = %(inst)s ORDER BY created_at_ms, created_seq"
+        )
+        self.parent_of = q(
+            """
+            SELECT i.parent_instance_id,
+                   EXISTS (SELECT 1 FROM {s}.instances p WHERE p.instance_id = i.parent_instance_id)
+              FROM {s}.instances i WHERE i.instance_id = %(inst)s
+            """
+        )
+        self.instance_tree = q(
+            """
+            WITH RECURSIVE t(id) AS (
+                SELECT %(inst)s::text
+                UNION
+                SELECT i.instance_id FROM {s}.instances i JOIN t ON i.parent_instance_id = t.id)
+            SELECT id FROM t
+            """
+        )
+        self.delete_locks = q(
+            "DELETE FROM {s}.instance_locks WHERE instance_id = ANY(%(ids)s::text[])"
+        )
+        self.lock_instances = q(
+            "SELECT instance_id FROM {s}.instances WHERE instance_id = ANY(%(ids)s::text[]) ORDER BY instance_id FOR UPDATE"
+        )
+        self.lock_instance = q(
+            "SELECT current_execution_id FROM {s}.instances WHERE instance_id = %(inst)s FOR UPDATE"
+        )
+        self.running_in = q(
+            """
+            SELECT i.instance_id FROM {s}.instances i
+              JOIN {s}.executions e ON e.instance_id = i.instance_id AND e.execution_id = i.current_execution_id
+             WHERE i.instance_id = ANY(%(ids)s::text[]) AND e.status = 'Running'
+             ORDER BY i.instance_id <> (%(ids)s::text[])[1], i.instance_id
+             LIMIT 1
+            """
+        )
+        self.delete_tree = q(
+            """
+            WITH h AS (DELETE FROM {s}.history WHERE instance_id = ANY(%(ids)s::text[]) RETURNING 1),
+            e AS (DELETE FROM {s}.executions WHERE instance_id = ANY(%(ids)s::text[]) RETURNING 1),
+            o AS (DELETE FROM {s}.orchestrator_queue WHERE instance_id = ANY(%(ids)s::text[]) RETURNING 1),
+            w AS (DELETE FROM {s}.worker_queue WHERE instance_id = ANY(%(ids)s::text[]) RETURNING session_id),
+            ss AS (
+                DELETE FROM {s}.sessions s
+                 WHERE s.session_id IN (SELECT session_id FROM w WHERE session_id IS NOT NULL)
+                   AND NOT EXISTS (SELECT 1 FROM {s}.worker_queue q
+                                    WHERE q.session_id = s.session_id
+                                      AND NOT (q.instance_id = ANY(%(ids)s::text[])))),
+            ks AS (DELETE FROM {s}.kv_store WHERE instance_id = ANY(%(ids)s::text[])),
+            kd AS (DELETE FROM {s}.kv_delta WHERE instance_id = ANY(%(ids)s::text[])),
+            i AS (DELETE FROM {s}.instances WHERE instance_id = ANY(%(ids)s::text[]) RETURNING 1)
+            SELECT (SELECT count(*) FROM i), (SELECT count(*) FROM e), (SELECT count(*) FROM h),
+                   (SELECT count(*) FROM o) + (SELECT count(*) FROM w)
+            """
+        )
+        self.prune = q(
+            """
+            WITH doomed AS (
+                SELECT e.execution_id FROM {s}.executions e
+                  JOIN {s}.instances i ON i.instance_id = e.instance_id
+                 WHERE e.instance_id = %(inst)s
+                   AND e.execution_id <> i.current_execution_id
+                   AND e.status <> 'Running'
+                   AND (%(keep)s::bigint IS NULL OR e.execution_id NOT IN (
+                        SELECT k.execution_id FROM {s}.executions k
+                         WHERE k.instance_id = %(inst)s ORDER BY k.execution_id DESC LIMIT %(keep)s::bigint))
+                   AND (%(before)s::bigint IS NULL OR e.completed_at_ms < %(before)s::bigint)),
+            h AS (DELETE FROM {s}.history WHERE instance_id = %(inst)s
+                    AND execution_id IN (SELECT execution_id FROM doomed) RETURNING 1),
+            x AS (DELETE FROM {s}.executions WHERE instance_id = %(inst)s
+                    AND execution_id IN (SELECT execution_id FROM doomed) RETURNING 1)
+            SELECT (SELECT count(*) FROM x), (SELECT count(*) FROM h)
+            """
+        )
+
+
+class _WorkListener:
+    """A thread holding one LISTEN connection that wakes waiters on notifications."""
+
+    _KEYS: ClassVar[dict[str | None, tuple[str, ...]]] = {
+        None: ("o", "w"),
+        "orchestrator": ("o",),
+        "worker": ("w",),
+    }
+
+    def __init__(self, connect: Callable[..., psycopg.Connection[Any]], channel: str) -> None:
+        self._connect = connect
+        self._channel = channel
+        self._cond = threading.Condition()
+        self._generation = {"o": 0, "w": 0}
+        self._seen = threading.local()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(
+            target=self._listen, name=f"durox-listen-{channel}", daemon=True
+        )
+        self._thread.start()
+
+    def wait(self, timeout: float, queue: Queue | None) -> bool:
+        keys = self._KEYS[queue]
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            seen: dict[str, int] | None = getattr(self._seen, "generation", None)
+            if seen is None:
+                seen = dict(self._generation)
+            try:
+                while True:
+                    if any(self._generation[k] != seen[k] for k in keys):
+                        return True
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or self._stopping.is_set():
+                        return False
+                    self._cond.wait(remaining)
+            finally:
+                for k in keys:
+                    seen[k] = self._generation[k]
+                self._seen.generation = seen
+
+    def _bump(self, payloads: Sequence[str]) -> None:
+        with self._cond:
+            for payload in payloads:
+                if payload in self._generation:
+                    self._generation[payload] += 1
+            self._cond.notify_all()
+
+    def _listen(self) -> None:
+        backoff = 0.1
+        while not self._stopping.is_set():
+            try:
+                with self._connect(autocommit=True) as conn:
+                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+                    # Anything enqueued while we were not listening was missed:
+                    # wake every waiter so it polls once.
+                    self._bump(("o", "w"))
+                    backoff = 0.1
+                    while not self._stopping.is_set():
+                        batch = [n.payload for n in conn.notifies(timeout=0.2)]
+                        if batch:
+                            self._bump(batch)
+            except (psycopg.Error, ProviderError):
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self._cond:
+            self._cond.notify_all()
+        self._thread.join(timeout=5)
