@@ -177,7 +177,9 @@ def mismatch(action: Action, event: history.Event) -> str | None:
     return None
 
 
-def to_event(action: Action, *, event_id: int, timestamp_ms: int, instance: str) -> history.Event:
+def to_event(
+    action: Action, *, event_id: int, timestamp_ms: int, instance: str, execution_id: int
+) -> history.Event:
     """The history event a new action becomes at position ``event_id``."""
     common = {"event_id": event_id, "timestamp_ms": timestamp_ms}
     if isinstance(action, ScheduleActivity):
@@ -196,7 +198,9 @@ def to_event(action: Action, *, event_id: int, timestamp_ms: int, instance: str)
         return history.QueueSubscribed(**common, name=action.name)
     if isinstance(action, StartSubOrchestration):
         child = (
-            action.instance if action.instance is not None else derived_child_id(instance, event_id)
+            action.instance
+            if action.instance is not None
+            else derived_child_id(instance, execution_id, event_id)
         )
         return history.SubOrchestrationScheduled(
             **common, name=action.name, instance=child, input=action.input, version=action.version
@@ -222,9 +226,16 @@ def to_event(action: Action, *, event_id: int, timestamp_ms: int, instance: str)
     return history.SystemCallRecorded(**common, op=action.op, value=action.value)
 
 
-def derived_child_id(parent_instance: str, event_id: int) -> str:
-    """The id of a sub-orchestration started without an explicit id."""
-    return f"{parent_instance}::sub::{event_id}"
+def derived_child_id(parent_instance: str, execution_id: int, event_id: int) -> str:
+    """The id of a sub-orchestration started without an explicit id.
+
+    Unique per parent execution and event, so a parent that continues as new
+    never collides with the children of its earlier executions.
+
+    >>> derived_child_id("order-7", 1, 5)
+    'order-7::sub::1.5'
+    """
+    return f"{parent_instance}::sub::{execution_id}.{event_id}"
 
 
 def describe(item: Action | history.Event) -> str:

@@ -844,7 +844,9 @@ def _record_new_actions(turn: _Turn, *, dispatch: bool) -> None:
     replay = turn.replay
     while replay.fifo:
         action, future = replay.fifo.popleft()
-        event = actions.to_event(action, **turn.ids(), instance=replay.instance)
+        event = actions.to_event(
+            action, **turn.ids(), instance=replay.instance, execution_id=replay.execution_id
+        )
         turn.append(event)
         replay._bind(future, event)
         _dispatch(turn, action, event, dispatch=dispatch)

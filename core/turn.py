@@ -320,10 +320,11 @@ def _reject_foreign_starts(
     for message in item.messages:
         if not isinstance(message, messages.StartOrchestration) or message.parent_instance is None:
             continue
-        if started is not None and (message.parent_instance, message.parent_id) == (
-            started.parent_instance,
-            started.parent_id,
-        ):
+        if started is not None and (
+            message.parent_instance,
+            message.parent_execution_id,
+            message.parent_id,
+        ) == (started.parent_instance, started.parent_execution_id, started.parent_id):
             continue  # our own start message
         if message.parent_id is None:
             continue
