@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from durox.providers.testing import (  # noqa: F401  (imported to register their checks)
     atomicity,
+    cancellation,
+    deletion,
     errors,
     instance_creation,
     lock_expiration,
     locking,
+    management,
+    multi_execution,
+    poison,
+    prune,
     queues,
 )
 from durox.providers.testing.registry import ALL_CHECKS
