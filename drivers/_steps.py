@@ -28,6 +28,8 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, Literal, cast
 
+import attrs
+
 from durox.core import codec
 from durox.core.activity import (
     AbandonActivity,
@@ -43,7 +45,7 @@ from durox.core.items import ActivityItem, OrchestrationItem
 from durox.core.messages import ActivityResult
 from durox.core.options import RuntimeOptions, lock_renewal_interval
 from durox.core.registry import ActivityDefinition, Registry
-from durox.core.turn import AbandonTurn, AckTurn, decide_turn
+from durox.core.turn import AbandonTurn, AckTurn, decide_turn, needs_full_history
 from durox.drivers import _hub
 from durox.drivers._activity import ActivityContext, AsyncWaiter, Cancellation
 from durox.drivers._cache import CachedState, StickyCache
@@ -386,6 +388,16 @@ class RuntimeCore:
                 and cached.history_len == item.history_len
             )
             self.metrics.add("cache_hits" if hit else "cache_misses")
+            if needs_full_history(item, cached):
+                # A tail we cannot continue (the state went stale in between): read it all.
+                try:
+                    events = self.provider.read_history(item.instance, item.execution_id)
+                except ProviderError as exc:
+                    log.warning("reading the history of %r failed: %s", item.instance, exc)
+                    self._abandon_turn(item, 100)
+                    return
+                item = attrs.evolve(item, history=tuple(events), history_offset=0)
+                cached = None
             try:
                 decision = decide_turn(
                     item,
