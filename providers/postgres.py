@@ -51,7 +51,7 @@ except ImportError as _exc:  # pragma: no cover - exercised only without the ext
 
 from durox.core import history
 from durox.core.codec import dumps_record, loads_error, loads_event, loads_work_item
-from durox.core.commit import Commit, ExecutionStatus, KvOp
+from durox.core.commit import Commit, ExecutionStatus, KvOp, OutgoingMessage
 from durox.core.errors import (
     InstanceAlreadyExists,
     InstanceNotFound,
@@ -85,6 +85,7 @@ from durox.providers.base import (
     SessionClaim,
     SystemMetrics,
 )
+from durox.providers.memory import check_orchestrator_message, check_worker_message
 
 __all__ = ["SCHEMA_VERSION", "PostgresProvider", "redact_dsn"]
 
@@ -481,8 +482,7 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc]  # mypy c
             raise InvalidArgument(
                 f"create_instance takes a StartOrchestration, got {type(start).__name__}"
             )
-        check_id(start.instance)
-        check_id(start.name, "orchestration name")
+        check_orchestrator_message(start)
         item = dumps_record(start)
         params = {
             "off": self._off(),
@@ -503,9 +503,7 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc]  # mypy c
 
     def enqueue_orchestrator(self, message: OrchestratorMessage, *, delay_ms: int = 0) -> None:
         """See :meth:`Provider.enqueue_orchestrator`."""
-        if not isinstance(message, ORCHESTRATOR_MESSAGE_TYPES):
-            raise InvalidArgument(f"not an orchestrator message: {type(message).__name__}")
-        check_id(message.instance)
+        check_orchestrator_message(message)
         params = {
             "off": self._off(),
             "inst": message.instance,
@@ -523,11 +521,7 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc]  # mypy c
 
     def enqueue_worker(self, message: ExecuteActivity) -> None:
         """See :meth:`Provider.enqueue_worker`."""
-        if not isinstance(message, ExecuteActivity):
-            raise InvalidArgument(
-                f"enqueue_worker takes an ExecuteActivity, got {type(message).__name__}"
-            )
-        check_id(message.instance)
+        check_worker_message(message)
         params = {"off": self._off(), "chan": self.channel, **_worker_rows([message])}
         self._run(
             "enqueue_worker", lambda conn: conn.execute(self._sql.insert_worker_items, params)
@@ -1296,6 +1290,10 @@ class _AckPlan:
             )
         check_id(commit.instance)
         check_id(commit.orchestration_name, "orchestration name")
+        if not isinstance(commit.orchestration_version, str):
+            raise InvalidArgument("a commit's orchestration_version must be a string")
+        if commit.parent_instance is not None:
+            check_id(commit.parent_instance, "parent instance id")
         if (
             not isinstance(commit.execution_id, int)
             or isinstance(commit.execution_id, bool)
@@ -1329,10 +1327,7 @@ class _AckPlan:
             }
         plan._kv(commit.kv_ops)
         for item in commit.worker_items:
-            if not isinstance(item, ExecuteActivity):
-                raise InvalidArgument(
-                    f"worker_items holds a {type(item).__name__}, not an ExecuteActivity"
-                )
+            check_worker_message(item)
         if commit.worker_items:
             plan.workers = _worker_rows(commit.worker_items)
         if commit.cancelled_activities:
@@ -1343,15 +1338,16 @@ class _AckPlan:
             }
         starts = []
         for out in commit.orchestrator_items:
-            if not isinstance(out.message, ORCHESTRATOR_MESSAGE_TYPES):
-                raise InvalidArgument(f"orchestrator_items holds a {type(out.message).__name__}")
-            check_id(out.message.instance)
+            if not isinstance(out, OutgoingMessage):
+                raise InvalidArgument(
+                    f"orchestrator_items holds a {type(out).__name__}, not an OutgoingMessage"
+                )
+            check_orchestrator_message(out.message)
             _delay(out.delay_ms, "OutgoingMessage.delay_ms")
             if (
                 isinstance(out.message, StartOrchestration)
                 and out.message.instance != commit.instance
             ):
-                check_id(out.message.name, "orchestration name")
                 starts.append(out.message)
         if starts:
             plan.children = {
@@ -1566,13 +1562,15 @@ class _Statements:
         self.abandon_orchestration = q(
             """
             WITH l AS (
-                DELETE FROM {s}.instance_locks WHERE lock_token = %(tok)s RETURNING instance_id),
+                DELETE FROM {s}.instance_locks
+                 WHERE lock_token = %(tok)s AND locked_until > {now}
+                RETURNING instance_id),
             m AS (
                 UPDATE {s}.orchestrator_queue
                    SET lock_token = NULL,
                        visible_at = CASE WHEN %(delay)s > 0 THEN {now} + %(delay)s ELSE visible_at END,
                        attempt_count = CASE WHEN %(ignore)s THEN greatest(attempt_count - 1, 0) ELSE attempt_count END
-                 WHERE lock_token = %(tok)s
+                 WHERE lock_token = %(tok)s AND EXISTS (SELECT 1 FROM l)
                 RETURNING 1)
             SELECT (SELECT count(*) FROM l), (SELECT count(*) FROM m), """
             + notify.format(x="l", payload="o")
@@ -1668,7 +1666,7 @@ class _Statements:
                    SET lock_token = NULL, locked_until = NULL,
                        visible_at = CASE WHEN %(delay)s > 0 THEN {now} + %(delay)s ELSE visible_at END,
                        attempt_count = CASE WHEN %(ignore)s THEN greatest(attempt_count - 1, 0) ELSE attempt_count END
-                 WHERE lock_token = %(tok)s
+                 WHERE lock_token = %(tok)s AND locked_until > {now}
                 RETURNING 1)
             SELECT (SELECT count(*) FROM u), """
             + notify.format(x="u", payload="w")
