@@ -968,8 +968,10 @@ def _end_execution(turn: _Turn, decided: outcome.Outcome) -> None:
                 child,
                 TERMINAL_REASON,
             )
-    started = replay.started
-    assert started is not None
+    # A corrupt history may lack OrchestrationStarted: fail it, with nobody to notify.
+    started = replay.started or history.OrchestrationStarted(
+        event_id=0, timestamp_ms=0, name=replay.orchestration_name, version="", input="null"
+    )
     if isinstance(decided, outcome.Complete):
         turn.append(history.OrchestrationCompleted(**turn.ids(), output=decided.output))
         _notify_parent(turn, started, result=decided.output, error=None)
