@@ -1,0 +1,476 @@
+"""PostgresProvider behaviour the shared conformance suite cannot see.
+
+Concurrent start-up on an empty schema, errors for an unreachable server,
+LISTEN/NOTIFY wake-ups, many claimers on one schema, and the things that make
+PostgreSQL different from the embedded stores (database clock, schema names).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from durox.core import history
+from durox.core.commit import Commit
+from durox.core.errors import InvalidArgument, ProviderClosed, ProviderError
+from durox.core.messages import ActivityResult, ExecuteActivity, StartOrchestration
+from durox.core.tags import TagFilter
+from durox.providers.postgres import SCHEMA_VERSION, PostgresProvider, redact_dsn
+from durox.providers.testing.builtin import drop_postgres_schema, postgres_dsn
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture(scope="module")
+def dsn() -> str:
+    """The test server's DSN; skips the module when no server answers."""
+    try:
+        with psycopg.connect(postgres_dsn(), connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        pytest.skip(f"no PostgreSQL server at {redact_dsn(postgres_dsn())}: {exc}")
+    found: str = postgres_dsn()
+    return found
+
+
+@pytest.fixture
+def schema(dsn: str) -> Iterator[str]:
+    """A fresh schema name, dropped after the test."""
+    name = f"durox_test_{uuid.uuid4().hex[:8]}"
+    yield name
+    drop_postgres_schema(dsn, name)
+
+
+@pytest.fixture
+def provider(dsn: str, schema: str) -> Iterator[PostgresProvider]:
+    """A provider on a fresh schema."""
+    p = PostgresProvider(dsn, schema=schema, pool_size=4)
+    yield p
+    p.close()
+
+
+def start(instance: str) -> StartOrchestration:
+    return StartOrchestration(instance=instance, name="Orch", input="null")
+
+
+def first_turn(instance: str) -> Commit:
+    """A turn that records the start and schedules nothing: the instance stays idle."""
+    return Commit(
+        instance=instance,
+        execution_id=1,
+        orchestration_name="Orch",
+        orchestration_version="1.0.0",
+        new_events=(
+            history.OrchestrationStarted(
+                event_id=1, timestamp_ms=0, name="Orch", version="1.0.0", input="null"
+            ),
+        ),
+    )
+
+
+def activity(instance: str, activity_id: int) -> ExecuteActivity:
+    return ExecuteActivity(instance=instance, execution_id=1, id=activity_id, name="A", input="1")
+
+
+# -- start-up ----------------------------------------------------------------------------
+
+_STARTER = textwrap.dedent(
+    """
+    import sys, time
+    from durox.core.messages import StartOrchestration
+    from durox.providers.postgres import PostgresProvider
+    dsn, schema, start_at, name = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+    time.sleep(max(0.0, start_at - time.time()))
+    with PostgresProvider(dsn, schema=schema, pool_size=1) as p:
+        p.create_instance(StartOrchestration(instance=name, name="Orch", input="null"))
+        print(p.schema_version())
+    """
+)
+
+
+def test_six_processes_migrate_one_empty_schema_at_once(dsn: str, schema: str) -> None:
+    """Six processes start together on a schema that does not exist: all succeed, migrated once."""
+    start_at = time.time() + 1.5  # after every interpreter has imported durox and psycopg
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _STARTER, dsn, schema, str(start_at), f"proc-{n}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(6)
+    ]
+    results = [child.communicate(timeout=60) for child in children]
+    for child, (out, err) in zip(children, results):
+        assert child.returncode == 0, err
+        assert out.strip() == str(SCHEMA_VERSION)
+    with PostgresProvider(dsn, schema=schema) as p:
+        assert sorted(p.list_instances()) == [f"proc-{n}" for n in range(6)]
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            psycopg.sql.SQL("SELECT version FROM {}.schema_version").format(
+                psycopg.sql.Identifier(schema)
+            )
+        ).fetchall()
+    assert rows == [(SCHEMA_VERSION,)], "each migration is recorded exactly once"
+
+
+def test_reopening_a_migrated_schema_keeps_its_data(dsn: str, schema: str) -> None:
+    with PostgresProvider(dsn, schema=schema) as p:
+        p.create_instance(start("kept"))
+    with PostgresProvider(dsn, schema=schema) as p:
+        assert p.list_instances() == ["kept"]
+        assert p.schema_version() == SCHEMA_VERSION
+
+
+def test_a_schema_newer_than_the_code_is_refused(dsn: str, schema: str) -> None:
+    PostgresProvider(dsn, schema=schema).close()
+    with psycopg.connect(dsn) as conn:
+        conn.execute(
+            psycopg.sql.SQL("INSERT INTO {}.schema_version (version) VALUES (%s)").format(
+                psycopg.sql.Identifier(schema)
+            ),
+            (SCHEMA_VERSION + 1,),
+        )
+    with pytest.raises(ProviderError, match="newer than this durox"):
+        PostgresProvider(dsn, schema=schema)
+
+
+def test_schemas_are_isolated_and_mixed_case_names_work(dsn: str) -> None:
+    names = [f"durox_test_{uuid.uuid4().hex[:8]}", f"Durox_Test_{uuid.uuid4().hex[:8]}"]
+    try:
+        with (
+            PostgresProvider(dsn, schema=names[0]) as a,
+            PostgresProvider(dsn, schema=names[1]) as b,
+        ):
+            a.create_instance(start("only-in-a"))
+            assert b.get_instance_status("only-in-a") is None
+            assert b.fetch_orchestration_item(lock_timeout=5) is None
+            assert a.fetch_orchestration_item(lock_timeout=5) is not None
+    finally:
+        for name in names:
+            drop_postgres_schema(dsn, name)
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "1abc", "has space", 'quo"te', "pg_catalog", "x" * 49, "semi;colon"]
+)
+def test_bad_schema_names_are_rejected_before_connecting(bad: str) -> None:
+    with pytest.raises(InvalidArgument, match="schema"):
+        PostgresProvider("postgresql://nobody@127.0.0.1:1/none", schema=bad)
+
+
+def test_drop_schema_removes_everything_and_works_after_close(dsn: str, schema: str) -> None:
+    p = PostgresProvider(dsn, schema=schema)
+    p.create_instance(start("gone"))
+    p.close()
+    p.drop_schema()
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,)
+        ).fetchone()
+    assert row == (0,)
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad_dsn",
+    [
+        "postgresql://durox:topsecret@127.0.0.1:1/test",
+        "host=127.0.0.1 port=1 user=durox password=topsecret dbname=test",
+        "postgresql://durox@127.0.0.1:1/test?password=topsecret",
+    ],
+)
+def test_unreachable_server_raises_provider_error_without_the_password(bad_dsn: str) -> None:
+    with pytest.raises(ProviderError) as caught:
+        PostgresProvider(bad_dsn, connect_timeout=3)
+    message = str(caught.value)
+    assert "topsecret" not in message
+    assert "***" in message
+    assert "127.0.0.1" in message, "the message says which server failed"
+    assert caught.value.retryable
+
+
+def test_redact_dsn_forms() -> None:
+    assert redact_dsn("postgresql://u:p%40ss@h/db") == "postgresql://u:***@h/db"
+    assert redact_dsn("postgresql://u@h/db") == "postgresql://u@h/db"
+    assert redact_dsn("host=h password='a b c' user=u") == "host=h password=*** user=u"
+
+
+def test_closed_provider_raises_provider_closed(dsn: str, schema: str) -> None:
+    p = PostgresProvider(dsn, schema=schema)
+    p.close()
+    p.close()  # idempotent
+    with pytest.raises(ProviderClosed):
+        p.create_instance(start("x"))
+    with pytest.raises(ProviderClosed):
+        p.fetch_work_item(lock_timeout=5, tag_filter=TagFilter.none())
+    with pytest.raises(ProviderClosed):
+        p.wait_for_work(0.1)
+
+
+def test_psycopg_is_imported_only_by_the_postgres_module() -> None:
+    """``durox.providers`` imports without psycopg; PostgresProvider then says how to install it."""
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["psycopg"] = None  # as if it were not installed
+        sys.modules["psycopg_pool"] = None
+        import durox.providers
+        from durox.providers import MemoryProvider
+        try:
+            from durox.providers import PostgresProvider
+        except ImportError as exc:
+            print(exc)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "pip install 'durox[postgres]'" in out.stdout
+
+
+# -- clock ------------------------------------------------------------------------------------
+
+
+def test_time_is_the_database_clock_plus_the_offset(dsn: str, schema: str) -> None:
+    offset = [0]
+    with PostgresProvider(dsn, schema=schema, clock_offset_ms=lambda: offset[0]) as p:
+        with psycopg.connect(dsn) as conn:
+            row = conn.execute(
+                "SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)"
+            ).fetchone()
+        assert row is not None
+        assert abs(p.now_ms() - int(row[0])) < 5_000
+        before = p.now_ms()
+        offset[0] = 3_600_000
+        assert p.now_ms() - before >= 3_600_000
+        # A lock taken now expires by that same moved clock.
+        p.create_instance(start("i"))
+        item = p.fetch_orchestration_item(lock_timeout=60)
+        assert item is not None
+        assert p.fetch_orchestration_item(lock_timeout=60) is None
+        offset[0] += 61_000
+        again = p.fetch_orchestration_item(lock_timeout=60)
+        assert again is not None and again.attempt_count == 2
+
+
+# -- LISTEN / NOTIFY ------------------------------------------------------------------------
+
+
+def _prime(p: PostgresProvider) -> None:
+    """Start the listener; its first (re)connect wakes every waiter once, by design."""
+    assert p.wait_for_work(10) is True
+
+
+def test_enqueue_from_another_provider_wakes_a_waiter(dsn: str, schema: str) -> None:
+    with (
+        PostgresProvider(dsn, schema=schema) as waiter,
+        PostgresProvider(dsn, schema=schema) as other,
+    ):
+        _prime(waiter)
+        outcome: list[tuple[bool, float]] = []
+
+        def wait() -> None:
+            began = time.monotonic()
+            woke = waiter.wait_for_work(30, queue="orchestrator")
+            outcome.append((woke, time.monotonic() - began))
+
+        thread = threading.Thread(target=wait)
+        thread.start()
+        time.sleep(0.2)
+        other.create_instance(start("wake"))
+        thread.join(40)
+        assert outcome and outcome[0][0] is True, "woken by the notification, not by the timeout"
+        assert outcome[0][1] < 15, "the waiter returned long before its 30 s timeout"
+
+
+def test_waits_are_per_queue_and_no_wakeup_is_lost_between_waits(dsn: str, schema: str) -> None:
+    with (
+        PostgresProvider(dsn, schema=schema) as waiter,
+        PostgresProvider(dsn, schema=schema) as other,
+    ):
+        _prime(waiter)
+        other.create_instance(start("i"))
+        # Work for the worker queue does not wake an orchestrator-only waiter...
+        assert waiter.wait_for_work(5, queue="orchestrator") is True  # the create above
+        other.enqueue_worker(activity("i", 1))
+        assert waiter.wait_for_work(0.5, queue="orchestrator") is False
+        # ...but the worker notification is remembered for this thread's next worker wait,
+        # although it arrived before that wait began.
+        assert waiter.wait_for_work(5, queue="worker") is True
+        assert waiter.wait_for_work(0.3, queue="worker") is False
+
+
+def test_acks_notify_for_activities_and_for_messages_held_back_by_the_lock(
+    dsn: str, schema: str
+) -> None:
+    with PostgresProvider(dsn, schema=schema) as waiter, PostgresProvider(dsn, schema=schema) as p:
+        _prime(waiter)
+        p.create_instance(start("i"))
+        assert waiter.wait_for_work(5, queue="orchestrator") is True
+        item = p.fetch_orchestration_item(lock_timeout=30)
+        assert item is not None
+        # A completion arrives while the instance is locked: not claimable until the ack.
+        p.enqueue_worker(activity("i", 2))
+        work = p.fetch_work_item(lock_timeout=30, tag_filter=TagFilter.default_only())
+        assert work is not None
+        assert waiter.wait_for_work(5, queue="worker") is True
+        p.ack_work_item(
+            work.lock_token, ActivityResult(instance="i", execution_id=1, id=2, result="1")
+        )
+        assert waiter.wait_for_work(5, queue="orchestrator") is True
+        assert p.fetch_orchestration_item(lock_timeout=30) is None  # still locked
+        p.ack_orchestration_item(item.lock_token, first_turn("i"))
+        assert waiter.wait_for_work(5, queue="orchestrator") is True, "the ack freed held work"
+        assert p.fetch_orchestration_item(lock_timeout=30) is not None
+
+
+# -- many claimers -------------------------------------------------------------------------
+
+
+def test_concurrent_claimers_never_double_claim(dsn: str, schema: str) -> None:
+    """Three providers x four threads drain 60 instances and 150 activities: each claimed once."""
+    providers = [PostgresProvider(dsn, schema=schema, pool_size=4) for _ in range(3)]
+    try:
+        feeder = providers[0]
+        for n in range(60):
+            feeder.create_instance(start(f"inst-{n}"))
+        for n in range(150):
+            feeder.enqueue_worker(activity(f"inst-{n % 60}", n + 1))
+        claims: Counter[str] = Counter()
+        work_claims: Counter[int] = Counter()
+        mutex = threading.Lock()
+        errors: list[BaseException] = []
+        go = threading.Barrier(12)
+
+        def claimer(p: PostgresProvider) -> None:
+            try:
+                go.wait()
+                idle = 0
+                while idle < 3:
+                    item = p.fetch_orchestration_item(lock_timeout=30)
+                    work = p.fetch_work_item(lock_timeout=30, tag_filter=TagFilter.any())
+                    if item is None and work is None:
+                        idle += 1
+                        continue
+                    idle = 0
+                    if item is not None:
+                        with mutex:
+                            claims[item.instance] += 1
+                        p.ack_orchestration_item(item.lock_token, first_turn(item.instance))
+                    if work is not None:
+                        with mutex:
+                            work_claims[work.message.id] += 1
+                        p.ack_work_item(work.lock_token, None)
+            except BaseException as exc:  # surfaced below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=claimer, args=(p,)) for p in providers for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert not errors, errors
+        assert claims == Counter({f"inst-{n}": 1 for n in range(60)})
+        assert work_claims == Counter({n + 1: 1 for n in range(150)})
+        depths = feeder.get_queue_depths()
+        assert (depths.orchestrator_queue, depths.worker_queue) == (0, 0)
+    finally:
+        for p in providers:
+            p.close()
+
+
+def _race_for_instances(
+    providers: list[PostgresProvider], fetchers: int
+) -> list[tuple[PostgresProvider, str | None, str]]:
+    """Release ``fetchers`` threads at once, each fetching one item; return (provider, instance, token)."""
+    got: list[tuple[PostgresProvider, str | None, str]] = []
+    mutex = threading.Lock()
+    go = threading.Barrier(fetchers)
+
+    def fetch_once(p: PostgresProvider) -> None:
+        go.wait()
+        item = p.fetch_orchestration_item(lock_timeout=30)
+        with mutex:
+            got.append((p, None, "") if item is None else (p, item.instance, item.lock_token))
+
+    threads = [
+        threading.Thread(target=fetch_once, args=(providers[n % len(providers)],))
+        for n in range(fetchers)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return got
+
+
+def test_fetch_never_returns_none_while_claimable_work_exists(dsn: str, schema: str) -> None:
+    """N fetchers released together on N idle instances each get one, 15 rounds in a row.
+
+    This is duroxide-pg's "empty fetch" race: a fetcher that loses its
+    candidate to another must move on to the next one, not report no work.
+    """
+    fetchers = 8
+    providers = [PostgresProvider(dsn, schema=schema, pool_size=fetchers) for _ in range(2)]
+    try:
+        for round_no in range(15):
+            names = [f"r{round_no}-{n}" for n in range(fetchers)]
+            for name in names:
+                providers[0].create_instance(start(name))
+            got = _race_for_instances(providers, fetchers)
+            assert sorted(g[1] or "" for g in got) == sorted(names), f"round {round_no}: {got}"
+            for p, instance, token in got:
+                assert instance is not None
+                p.ack_orchestration_item(token, first_turn(instance))
+    finally:
+        for p in providers:
+            p.close()
+
+
+def test_a_session_is_claimed_by_exactly_one_of_many_racing_owners(dsn: str, schema: str) -> None:
+    from durox.providers.base import SessionClaim
+
+    with PostgresProvider(dsn, schema=schema, pool_size=8) as p:
+        for n in range(8):
+            p.enqueue_worker(
+                ExecuteActivity(
+                    instance="i", execution_id=1, id=n + 1, name="A", input="1", session_id="s"
+                )
+            )
+        owners: dict[int, str] = {}
+        mutex = threading.Lock()
+        go = threading.Barrier(8)
+
+        def fetch(owner: str) -> None:
+            go.wait()
+            while True:
+                work = p.fetch_work_item(
+                    lock_timeout=30,
+                    tag_filter=TagFilter.default_only(),
+                    session=SessionClaim(owner_id=owner, lock_timeout=30),
+                )
+                if work is None:
+                    return
+                with mutex:
+                    owners[work.message.id] = owner
+
+        threads = [threading.Thread(target=fetch, args=(f"owner-{n}",)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert sorted(owners) == list(range(1, 9)), "every session item was handed out"
+        assert len(set(owners.values())) == 1, f"one owner holds the session: {owners}"
