@@ -153,9 +153,8 @@ def run_program(steps: list[Any], again: bool, seed: int, *, sticky: bool) -> Wo
             world.raise_event("p", rng.choice(EVENT_NAMES), rng.randrange(100))
         elif roll < 0.12:
             world.enqueue_event("p", "inbox", rng.randrange(100))
-        elif not world.step():
-            if not world._advance_to_next_timer():
-                break
+        elif not world.step() and not world._advance_to_next_timer():
+            break
     world.run()
     return world
 
