@@ -26,14 +26,14 @@ def test_join_waits_while_any_task_is_pending() -> None:
 
 
 def test_out_of_order_completions_keep_argument_order() -> None:
-    h = BASE + [completed(5, 4, '"c"'), completed(6, 2, '"a"')]
+    h = [*BASE, completed(5, 4, '"c"'), completed(6, 2, '"a"')]
     result = turn(three, h, [act_done(3, '"b"')])
     assert kinds(result.new_events) == ["ActivityCompleted", "ActivityScheduled"]
     assert result.new_events[1].input == '["a","b","c"]'  # type: ignore[union-attr]
 
 
 def test_replaying_partial_history_schedules_nothing_again() -> None:
-    h = BASE + [completed(5, 2, '"a"')]
+    h = [*BASE, completed(5, 2, '"a"')]
     result = turn(three, h)
     assert result.new_events == () and result.worker_items == ()
 
@@ -50,7 +50,7 @@ def test_pending_work_is_still_pending_after_a_sticky_turn() -> None:
 
 
 def test_duplicate_and_foreign_messages_are_dropped() -> None:
-    h = BASE + [completed(5, 2, '"a"')]
+    h = [*BASE, completed(5, 2, '"a"')]
     result = turn(
         three,
         h,

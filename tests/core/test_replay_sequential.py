@@ -96,7 +96,7 @@ def test_activity_failure_is_raised_at_the_yield() -> None:
     def orch(ctx: Any, _: Any) -> Any:
         try:
             yield ctx.schedule_activity("A")
-        except Exception as exc:  # noqa: BLE001 - the test inspects what arrives
+        except Exception as exc:
             caught.append(exc)
             return "handled"
 
@@ -123,7 +123,7 @@ def test_unhandled_activity_failure_fails_the_orchestration_with_its_type() -> N
 def test_typed_activity_result() -> None:
     def orch(ctx: Any, _: Any) -> Any:
         value = yield ctx.schedule_activity("A", result_type=tuple[int, int])
-        return list(value) + [type(value).__name__]
+        return [*list(value), type(value).__name__]
 
     h = list(turn(orch).new_events)
     result = turn(orch, h, [act_done(2, "[1,2]")])
@@ -134,7 +134,7 @@ def test_result_that_does_not_fit_the_type_raises_payload_error() -> None:
     def orch(ctx: Any, _: Any) -> Any:
         try:
             yield ctx.schedule_activity("A", result_type=int)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return type(exc).__name__
 
     h = list(turn(orch).new_events)
