@@ -37,6 +37,10 @@ __all__ = ["AbandonTurn", "AckTurn", "Trace", "TurnDecision", "decide_turn", "ne
 
 TraceLevel = Literal["debug", "info", "warning", "error"]
 
+UNRESOLVED_VERSION = "0.0.0"
+"""Version recorded for an instance that failed before any registered version ran it
+(poisoned while its orchestration was not registered anywhere)."""
+
 
 @attrs.frozen(kw_only=True)
 class Trace:
@@ -306,7 +310,7 @@ def _discard_commit(item: OrchestrationItem) -> Commit:
         instance=item.instance,
         execution_id=item.execution_id,
         orchestration_name=item.orchestration_name,
-        orchestration_version=item.orchestration_version or "",
+        orchestration_version=item.orchestration_version or UNRESOLVED_VERSION,
         parent_instance=started.parent_instance if started else None,
         orchestrator_items=_reject_foreign_starts(item, started),
     )
@@ -365,7 +369,9 @@ def _poison(item: OrchestrationItem, now_ms: int, options: RuntimeOptions) -> Ac
             event_id=1,
             timestamp_ms=now_ms,
             name=start.name if start else item.orchestration_name,
-            version=(start.version if start else None) or item.orchestration_version or "",
+            version=(start.version if start else None)
+            or item.orchestration_version
+            or UNRESOLVED_VERSION,
             input=start.input if start else "null",
             parent_instance=start.parent_instance if start else None,
             parent_execution_id=start.parent_execution_id if start else None,
@@ -396,7 +402,9 @@ def _poison(item: OrchestrationItem, now_ms: int, options: RuntimeOptions) -> Ac
         instance=item.instance,
         execution_id=item.execution_id,
         orchestration_name=started.name if started else item.orchestration_name,
-        orchestration_version=started.version if started else (item.orchestration_version or ""),
+        orchestration_version=started.version
+        if started
+        else (item.orchestration_version or UNRESOLVED_VERSION),
         parent_instance=started.parent_instance if started else None,
         new_events=tuple(new_events),
         orchestrator_items=notify,
