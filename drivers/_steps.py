@@ -322,7 +322,17 @@ class RuntimeCore:
     # -- orchestration turns -------------------------------------------------------------------------
 
     def run_orchestration_once(self) -> float | None:
-        """Fetch and run one turn. ``None``: work was done, loop at once; else idle seconds to wait."""
+        """Fetch and run one turn. ``None``: work was done, loop at once; else idle seconds to wait.
+
+        Never raises: a dispatcher slot must survive anything one item does.
+        """
+        try:
+            return self._run_orchestration_once()
+        except Exception:
+            log.exception("orchestration dispatcher error (a durox bug); continuing")
+            return 1.0
+
+    def _run_orchestration_once(self) -> float | None:
         taken: dict[str, Any] = {}
         known = self._known_history(taken) if self.cache.enabled else None
         try:
@@ -473,6 +483,11 @@ class RuntimeCore:
                 )
                 self._abandon_turn(item, _DECIDE_CRASH_DELAY_MS)
                 return False
+            except Exception:
+                # The provider refused the commit as invalid: a durox bug, not the user's.
+                log.exception("the provider refused the commit of a turn of %r", item.instance)
+                self._abandon_turn(item, _DECIDE_CRASH_DELAY_MS)
+                return False
         return False  # pragma: no cover - the loop always returns
 
     def _after_ack(self, item: OrchestrationItem, decision: AckTurn) -> None:
@@ -533,8 +548,15 @@ class RuntimeCore:
         """Fetch one activity and settle it if no user code is needed.
 
         Returns an :class:`ActivityJob` to run, ``None`` when something was
-        done (loop at once), or idle seconds to wait.
+        done (loop at once), or idle seconds to wait. Never raises.
         """
+        try:
+            return self._fetch_activity()
+        except Exception:
+            log.exception("worker dispatcher error (a durox bug); continuing")
+            return 1.0
+
+    def _fetch_activity(self) -> ActivityJob | float | None:
         session = None
         if not self._sessions.full():
             session = SessionClaim(
@@ -776,6 +798,10 @@ class RuntimeCore:
                     "ack of activity %r failed: %s; it will run again", item.message.name, exc
                 )
                 self._abandon_activity(item, 100)
+                return False
+            except Exception:
+                log.exception("the provider refused the result of activity %r", item.message.name)
+                self._abandon_activity(item, 1000)
                 return False
             _hub.work_enqueued(self.provider, orchestrator=True)
             return True
