@@ -241,21 +241,7 @@ def _plan_execution(item: OrchestrationItem, state: Replay | None) -> _Execution
     start = next((m for m in item.messages if isinstance(m, messages.StartOrchestration)), None)
     if start is None:
         return None
-    return _ExecutionPlan(
-        execution_id=item.execution_id,
-        name=start.name,
-        version=start.version,
-        new_start=history.OrchestrationStarted(
-            event_id=1,
-            timestamp_ms=0,
-            name=start.name,
-            version=start.version or "",
-            input=start.input,
-            parent_instance=start.parent_instance,
-            parent_execution_id=start.parent_execution_id,
-            parent_id=start.parent_id,
-        ),
-    )
+    return _new_execution(item.execution_id, start)
 
 
 def _plan_continue_as_new(item: OrchestrationItem, last: history.Event) -> _ExecutionPlan | None:
@@ -269,21 +255,29 @@ def _plan_continue_as_new(item: OrchestrationItem, last: history.Event) -> _Exec
     )
     if restart is None or not isinstance(last, history.OrchestrationContinuedAsNew):
         return None  # the instance has ended: late messages are dropped
+    return _new_execution(restart.execution_id, restart)
+
+
+def _new_execution(
+    execution_id: int, start: messages.StartOrchestration | messages.ContinueAsNew
+) -> _ExecutionPlan:
+    """Plan an execution that begins with this turn (its version is resolved by the caller)."""
+    restart = start if isinstance(start, messages.ContinueAsNew) else None
     return _ExecutionPlan(
-        execution_id=restart.execution_id,
-        name=restart.name,
-        version=restart.version,
+        execution_id=execution_id,
+        name=start.name,
+        version=start.version,
         new_start=history.OrchestrationStarted(
             event_id=1,
             timestamp_ms=0,
-            name=restart.name,
-            version=restart.version or "",
-            input=restart.input,
-            parent_instance=restart.parent_instance,
-            parent_execution_id=restart.parent_execution_id,
-            parent_id=restart.parent_id,
-            carry_forward=restart.carry_forward,
-            initial_custom_status=restart.initial_custom_status,
+            name=start.name,
+            version=start.version or "",
+            input=start.input,
+            parent_instance=start.parent_instance,
+            parent_execution_id=start.parent_execution_id,
+            parent_id=start.parent_id,
+            carry_forward=restart.carry_forward if restart else (),
+            initial_custom_status=restart.initial_custom_status if restart else None,
         ),
     )
 
