@@ -523,60 +523,43 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc]  # mypy c
         """See :meth:`Provider.enqueue_worker`."""
         check_worker_message(message)
         params = {"off": self._off(), "chan": self.channel, **_worker_rows([message])}
-        self._run(
-            "enqueue_worker", lambda conn: conn.execute(self._sql.insert_worker_items, params)
-        )
+        self._run("enqueue_worker", lambda conn: conn.execute(self._sql.insert_activities, params))
 
     # -- orchestration turns -------------------------------------------------------
 
     def fetch_orchestration_item(
         self, *, lock_timeout: float, known_history: KnownHistory | None = None
     ) -> OrchestrationItem | None:
-        """See :meth:`Provider.fetch_orchestration_item`."""
+        """See :meth:`Provider.fetch_orchestration_item`.
+
+        One statement claims the instance and returns its batch and KV
+        baseline; history is read by a second one only when the caller does
+        not already hold it. The claim commits first, so ``known_history``
+        never runs inside an open transaction; the lock keeps other writers off
+        what is read afterwards.
+        """
         lock_ms = _seconds_to_ms(lock_timeout, "lock_timeout")
         token = uuid.uuid4().hex
         claim_params = {"off": self._off(), "ms": lock_ms, "tok": token}
-
-        # The claim commits on its own (one statement); reading what was claimed
-        # needs no transaction, since the lock keeps other writers away, and
-        # known_history() then never runs inside an open transaction.
-        def claim(conn: psycopg.Connection[Any]) -> tuple[Any, ...] | None:
-            return conn.execute(self._sql.claim_instance, claim_params).fetchone()
-
-        row = self._run("fetch_orchestration_item", claim)
+        row = self._run(
+            "fetch_orchestration_item",
+            lambda conn: conn.execute(self._sql.claim_instance, claim_params).fetchone(),
+        )
         if row is None:
             return None
-        instance, name, version, execution_id, history_len = (
-            row[0],
-            row[1],
-            row[2],
-            int(row[3]),
-            int(row[4]),
-        )
+        instance, name, version = row[0], row[1], row[2]
+        execution_id, history_len = int(row[3]), int(row[4])
+        texts: list[str] = row[5] or []
+        attempts: list[int] = row[6] or []
+        kv_snapshot = {
+            key: KvEntry(value=value, updated_at_ms=int(ts))
+            for key, value, ts in zip(row[7] or (), row[8] or (), row[9] or ())
+        }
         known = known_history(instance, execution_id) if known_history is not None else 0
-        send_history = known != history_len or history_len == 0
-
-        def load(conn: psycopg.Connection[Any]) -> tuple[list[Any], list[Any], list[Any]]:
-            with conn.pipeline():
-                messages = conn.execute(self._sql.batch_messages, {"tok": token})
-                kv = conn.execute(self._sql.kv_store_rows, {"inst": instance})
-                events = (
-                    conn.execute(self._sql.history_rows, {"inst": instance, "exec": execution_id})
-                    if send_history
-                    else None
-                )
-            return (
-                messages.fetchall(),
-                kv.fetchall(),
-                events.fetchall() if events is not None else [],
-            )
-
-        message_rows, kv_rows, event_rows = self._run(
-            "fetch_orchestration_item", load, read_only=True
-        )
+        tail_only = history_len > 0 and known == history_len
         problem: str | None = None
         messages: list[OrchestratorMessage] = []
-        for text, _attempts in message_rows:
+        for text in texts:
             try:
                 message = loads_work_item(text)
             except PayloadError as exc:
@@ -587,14 +570,18 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc]  # mypy c
             else:
                 problem = f"the orchestrator queue of {instance!r} holds a {type(message).__name__}"
         events: list[history.Event] = []
-        if problem is None:
+        if not tail_only and history_len > 0 and problem is None:
+            params = {"inst": instance, "exec": execution_id}
+            rows = self._run(
+                "fetch_orchestration_item",
+                lambda conn: conn.execute(self._sql.history_rows, params).fetchall(),
+                read_only=True,
+            )
             try:
-                events = [loads_event(text) for (text,) in event_rows]
+                events = [loads_event(text) for (text,) in rows]
             except PayloadError as exc:
                 problem = f"history of {instance!r} execution {execution_id} cannot be read: {exc}"
                 events = []
-        elif send_history:
-            events = []
         return OrchestrationItem(
             instance=instance,
             lock_token=token,
@@ -602,81 +589,27 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc]  # mypy c
             orchestration_name=name,
             orchestration_version=version,
             history=tuple(events),
-            history_offset=0 if send_history else history_len,
+            history_offset=history_len if tail_only else 0,
             history_len=history_len,
             messages=tuple(messages),
-            kv_snapshot={
-                key: KvEntry(value=value, updated_at_ms=int(ts)) for key, value, ts in kv_rows
-            },
-            attempt_count=max((int(a) for _t, a in message_rows), default=1),
+            kv_snapshot=kv_snapshot,
+            attempt_count=max(attempts, default=1),
             history_error=problem,
         )
 
     def ack_orchestration_item(self, lock_token: str, commit: Commit) -> None:
-        """See :meth:`Provider.ack_orchestration_item`."""
+        """See :meth:`Provider.ack_orchestration_item`. One statement: the ``ack_turn`` SQL function."""
         token = _token(lock_token)
-        plan = _AckPlan.build(commit)
-        off = self._off()
-        base = {"off": off, "tok": token, "inst": commit.instance, "exec": commit.execution_id}
-        s = self._sql
+        params = _AckPlan.build(commit).params()
+        params.update(off=self._off(), tok=token, chan=self.channel)
 
         def body(conn: psycopg.Connection[Any]) -> None:
-            with conn.pipeline(), conn.transaction():
-                conn.execute(s.check_ack, base)
-                conn.execute(
-                    s.ack_instance,
-                    {
-                        **base,
-                        "name": commit.orchestration_name,
-                        "ver": commit.orchestration_version,
-                        "parent": commit.parent_instance,
-                        "cs_changed": commit.custom_status_changed,
-                        "cs": commit.custom_status,
-                    },
-                )
-                conn.execute(s.ack_execution, base)
-                if plan.events:
-                    conn.execute(s.insert_history, {**base, **plan.events})
-                if commit.status is not None:
-                    conn.execute(
-                        s.set_execution_status,
-                        {
-                            **base,
-                            "status": commit.status,
-                            "output": commit.output,
-                            "terminal": commit.is_terminal,
-                        },
-                    )
-                if plan.kv_clear_all is not None:
-                    conn.execute(s.kv_clear_all, {**base, "ts": plan.kv_clear_all})
-                if plan.kv:
-                    conn.execute(s.kv_upsert_delta, {**base, **plan.kv})
-                if commit.is_terminal:
-                    conn.execute(s.kv_fold_deletes, base)
-                    conn.execute(s.kv_fold_upserts, base)
-                    conn.execute(s.kv_fold_clear, base)
-                if plan.workers:
-                    conn.execute(
-                        s.insert_worker_items, {**base, "chan": self.channel, **plan.workers}
-                    )
-                if plan.cancelled:
-                    conn.execute(s.cancel_activities, {**base, **plan.cancelled})
-                if plan.children:
-                    conn.execute(s.create_children, {**base, **plan.children})
-                if plan.outgoing:
-                    conn.execute(s.insert_orchestrator_items, {**base, **plan.outgoing})
-                conn.execute(s.delete_batch, base)
-                conn.execute(s.release_instance_lock, base)
-                # Messages that arrived during the lock are claimable from now on.
-                conn.execute(
-                    s.notify_instance_ready,
-                    {**base, "chan": self.channel, "sent": bool(plan.outgoing)},
-                )
+            conn.execute(self._sql.ack_turn, params)
 
         try:
             self._run("ack_orchestration_item", body)
         except ProviderError as exc:
-            if "history_pkey" in exc.message or "duplicate key" in exc.message:
+            if "history_pkey" in exc.message:
                 raise ProviderError(
                     f"ack_orchestration_item: an event id of this turn already exists in "
                     f"{commit.instance!r} execution {commit.execution_id}; nothing was written",
@@ -944,7 +877,8 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc]  # mypy c
     def next_orchestrator_visible_ms(self) -> int | None:
         """See :meth:`Provider.next_orchestrator_visible_ms`.
 
-        Messages of an instance locked by someone else count from when that
+        Messages a live lock holds are not reported (they come back through
+        that lock); other messages of a locked instance count from when the
         lock expires, so an idle dispatcher never spins on work it cannot claim.
         """
         params = {"off": self._off()}
@@ -1271,16 +1205,13 @@ def _worker_rows(items: Sequence[ExecuteActivity]) -> dict[str, Any]:
 
 
 class _AckPlan:
-    """A commit turned into column arrays, validated before any SQL runs."""
+    """A commit checked and turned into the column arrays ``ack_turn`` takes, before any SQL runs."""
 
-    def __init__(self) -> None:
-        self.events: dict[str, Any] = {}
-        self.kv: dict[str, Any] = {}
+    def __init__(self, commit: Commit) -> None:
+        self.commit = commit
         self.kv_clear_all: int | None = None
-        self.workers: dict[str, Any] = {}
-        self.cancelled: dict[str, Any] = {}
-        self.children: dict[str, Any] = {}
-        self.outgoing: dict[str, Any] = {}
+        self.kv_final: dict[str, tuple[str | None, int]] = {}
+        self.children: list[StartOrchestration] = []
 
     @classmethod
     def build(cls, commit: Commit) -> _AckPlan:
@@ -1304,14 +1235,20 @@ class _AckPlan:
             )
         if commit.status is not None and commit.status not in ("Running", *_TERMINAL):
             raise InvalidArgument(f"unknown execution status {commit.status!r}")
-        plan = cls()
+        if commit.output is not None and not isinstance(commit.output, str):
+            raise InvalidArgument("a commit's output must be JSON text or None")
+        plan = cls(commit)
         ids: list[int] = []
         for event in commit.new_events:
             if not isinstance(event, history.EVENT_TYPES):
                 raise InvalidArgument(
                     f"new_events holds a {type(event).__name__}, not a history event"
                 )
-            if not isinstance(event.event_id, int) or event.event_id < 1:
+            if (
+                not isinstance(event.event_id, int)
+                or isinstance(event.event_id, bool)
+                or event.event_id < 1
+            ):
                 raise InvalidArgument(f"event ids start at 1, got {event.event_id!r}")
             ids.append(event.event_id)
         if len(set(ids)) != len(ids):
@@ -1319,24 +1256,9 @@ class _AckPlan:
                 f"the commit for {commit.instance!r} repeats an event id; nothing was written",
                 operation="ack_orchestration_item",
             )
-        if ids:
-            plan.events = {
-                "ev_id": ids,
-                "ev_type": [type(e).__name__ for e in commit.new_events],
-                "ev_data": [dumps_record(e) for e in commit.new_events],
-            }
-        plan._kv(commit.kv_ops)
+        plan._reduce_kv(commit.kv_ops)
         for item in commit.worker_items:
             check_worker_message(item)
-        if commit.worker_items:
-            plan.workers = _worker_rows(commit.worker_items)
-        if commit.cancelled_activities:
-            plan.cancelled = {
-                "c_inst": [a.instance for a in commit.cancelled_activities],
-                "c_exec": [a.execution_id for a in commit.cancelled_activities],
-                "c_id": [a.id for a in commit.cancelled_activities],
-            }
-        starts = []
         for out in commit.orchestrator_items:
             if not isinstance(out, OutgoingMessage):
                 raise InvalidArgument(
@@ -1348,46 +1270,64 @@ class _AckPlan:
                 isinstance(out.message, StartOrchestration)
                 and out.message.instance != commit.instance
             ):
-                starts.append(out.message)
-        if starts:
-            plan.children = {
-                "ch_inst": [m.instance for m in starts],
-                "ch_name": [m.name for m in starts],
-                "ch_ver": [m.version for m in starts],
-                "ch_parent": [m.parent_instance for m in starts],
-            }
-        if commit.orchestrator_items:
-            plan.outgoing = {
-                "o_inst": [o.message.instance for o in commit.orchestrator_items],
-                "o_item": [dumps_record(o.message) for o in commit.orchestrator_items],
-                "o_delay": [o.delay_ms for o in commit.orchestrator_items],
-            }
+                plan.children.append(out.message)
         return plan
 
-    def _kv(self, ops: Sequence[KvOp]) -> None:
-        # Reduce the ops to their net effect: a clear-all (tombstoning every key
-        # stored before it) and then the final value (or tombstone) of each key.
-        final: dict[str, tuple[str | None, int]] = {}
+    def _reduce_kv(self, ops: Sequence[KvOp]) -> None:
+        # The net effect of the ops, in order: a clear-all tombstones every key
+        # stored before it; after that each key ends with a value or a tombstone.
         for op in ops:
             if isinstance(op, history.KeyValueSet):
                 if not isinstance(op.key, str) or not isinstance(op.value, str):
                     raise InvalidArgument(
                         "KV keys and values must be strings (values are JSON text)"
                     )
-                final[op.key] = (op.value, op.updated_at_ms)
+                self.kv_final[op.key] = (op.value, op.updated_at_ms)
             elif isinstance(op, history.KeyValueCleared):
-                final[op.key] = (None, op.timestamp_ms)
+                if not isinstance(op.key, str):
+                    raise InvalidArgument("KV keys must be strings")
+                self.kv_final[op.key] = (None, op.timestamp_ms)
             elif isinstance(op, history.KeyValuesCleared):
-                final.clear()
+                self.kv_final.clear()
                 self.kv_clear_all = op.timestamp_ms
             else:
                 raise InvalidArgument(f"kv_ops holds a {type(op).__name__}, not a KV event")
-        if final:
-            self.kv = {
-                "k_key": list(final),
-                "k_value": [v for v, _ in final.values()],
-                "k_ts": [t for _, t in final.values()],
-            }
+
+    def params(self) -> dict[str, Any]:
+        """Named parameters of the ``ack_turn`` statement (without ``off``, ``tok``, ``chan``)."""
+        c = self.commit
+        outgoing = c.orchestrator_items
+        cancelled = c.cancelled_activities
+        return {
+            "inst": c.instance,
+            "exec": c.execution_id,
+            "name": c.orchestration_name,
+            "ver": c.orchestration_version,
+            "parent": c.parent_instance,
+            "cs_changed": bool(c.custom_status_changed),
+            "cs": c.custom_status,
+            "status": c.status,
+            "output": c.output if c.status is not None else None,
+            "terminal": c.is_terminal,
+            "ev_id": [e.event_id for e in c.new_events],
+            "ev_type": [type(e).__name__ for e in c.new_events],
+            "ev_data": [dumps_record(e) for e in c.new_events],
+            "kv_clear_all": self.kv_clear_all,
+            "k_key": list(self.kv_final),
+            "k_value": [v for v, _ in self.kv_final.values()],
+            "k_ts": [t for _, t in self.kv_final.values()],
+            **_worker_rows(c.worker_items),
+            "c_inst": [a.instance for a in cancelled],
+            "c_exec": [a.execution_id for a in cancelled],
+            "c_id": [a.id for a in cancelled],
+            "ch_inst": [m.instance for m in self.children],
+            "ch_name": [m.name for m in self.children],
+            "ch_ver": [m.version for m in self.children],
+            "ch_parent": [m.parent_instance for m in self.children],
+            "o_inst": [o.message.instance for o in outgoing],
+            "o_item": [dumps_record(o.message) for o in outgoing],
+            "o_delay": [o.delay_ms for o in outgoing],
+        }
 
 
 class _Statements:
@@ -1430,133 +1370,32 @@ class _Statements:
             SELECT """
             + notify.format(x="m", payload="o")
         )
-        self.insert_worker_items = q(
+        self.insert_activities = q(
             """
-            WITH w AS (
-                INSERT INTO {s}.worker_queue (instance_id, execution_id, activity_id, work_item,
-                                              visible_at, session_id, tag)
-                SELECT i, e, a, item, {now}, sid, tag
-                  FROM unnest(%(w_inst)s::text[], %(w_exec)s::bigint[], %(w_id)s::bigint[],
-                              %(w_item)s::text[], %(w_session)s::text[], %(w_tag)s::text[])
-                       AS t(i, e, a, item, sid, tag)
-                RETURNING 1)
-            SELECT """
-            + notify.format(x="w", payload="w")
+            SELECT {s}.insert_activities({now}, %(w_inst)s::text[], %(w_exec)s::bigint[],
+                       %(w_id)s::bigint[], %(w_item)s::text[], %(w_session)s::text[],
+                       %(w_tag)s::text[], %(chan)s)
+            """
         )
         self.claim_instance = q("SELECT * FROM {s}.claim_instance({now}, {now} + %(ms)s, %(tok)s)")
-        self.batch_messages = q(
-            "SELECT work_item, attempt_count FROM {s}.orchestrator_queue WHERE lock_token = %(tok)s ORDER BY id"
-        )
-        self.kv_store_rows = q(
-            "SELECT key, value, updated_at_ms FROM {s}.kv_store WHERE instance_id = %(inst)s"
-        )
         self.history_rows = q(
             "SELECT event_data FROM {s}.history WHERE instance_id = %(inst)s AND execution_id = %(exec)s ORDER BY event_id"
         )
-        # -- ack
-        self.check_ack = q("SELECT {s}.check_ack(%(tok)s, %(inst)s, {now})")
-        self.ack_instance = q(
+        self.ack_turn = q(
             """
-            UPDATE {s}.instances
-               SET orchestration_name = %(name)s,
-                   orchestration_version = %(ver)s,
-                   parent_instance_id = coalesce(parent_instance_id, %(parent)s),
-                   current_execution_id = greatest(current_execution_id, %(exec)s),
-                   updated_at_ms = {now},
-                   custom_status = CASE WHEN %(cs_changed)s THEN %(cs)s ELSE custom_status END,
-                   custom_status_version = custom_status_version + CASE WHEN %(cs_changed)s THEN 1 ELSE 0 END
-             WHERE instance_id = %(inst)s
-            """
-        )
-        self.ack_execution = q(
-            """
-            INSERT INTO {s}.executions (instance_id, execution_id, started_at_ms)
-            VALUES (%(inst)s, %(exec)s, {now})
-            ON CONFLICT (instance_id, execution_id) DO NOTHING
-            """
-        )
-        self.insert_history = q(
-            """
-            INSERT INTO {s}.history (instance_id, execution_id, event_id, event_type, event_data)
-            SELECT %(inst)s, %(exec)s, id, kind, data
-              FROM unnest(%(ev_id)s::bigint[], %(ev_type)s::text[], %(ev_data)s::text[]) AS t(id, kind, data)
-            """
-        )
-        self.set_execution_status = q(
-            """
-            UPDATE {s}.executions
-               SET status = %(status)s, output = %(output)s,
-                   completed_at_ms = CASE WHEN %(terminal)s THEN {now} ELSE completed_at_ms END
-             WHERE instance_id = %(inst)s AND execution_id = %(exec)s
-            """
-        )
-        self.kv_clear_all = q(
-            """
-            INSERT INTO {s}.kv_delta (instance_id, key, value, updated_at_ms)
-            SELECT instance_id, key, NULL, %(ts)s FROM {s}.kv_store WHERE instance_id = %(inst)s
-            UNION
-            SELECT instance_id, key, NULL, %(ts)s FROM {s}.kv_delta WHERE instance_id = %(inst)s
-            ON CONFLICT (instance_id, key) DO UPDATE SET value = NULL, updated_at_ms = EXCLUDED.updated_at_ms
-            """
-        )
-        self.kv_upsert_delta = q(
-            """
-            INSERT INTO {s}.kv_delta (instance_id, key, value, updated_at_ms)
-            SELECT %(inst)s, k, v, t FROM unnest(%(k_key)s::text[], %(k_value)s::text[], %(k_ts)s::bigint[]) AS u(k, v, t)
-            ON CONFLICT (instance_id, key) DO UPDATE SET value = EXCLUDED.value, updated_at_ms = EXCLUDED.updated_at_ms
-            """
-        )
-        self.kv_fold_deletes = q(
-            """
-            DELETE FROM {s}.kv_store s USING {s}.kv_delta d
-             WHERE s.instance_id = %(inst)s AND d.instance_id = s.instance_id AND d.key = s.key AND d.value IS NULL
-            """
-        )
-        self.kv_fold_upserts = q(
-            """
-            INSERT INTO {s}.kv_store (instance_id, key, value, updated_at_ms)
-            SELECT instance_id, key, value, updated_at_ms FROM {s}.kv_delta
-             WHERE instance_id = %(inst)s AND value IS NOT NULL
-            ON CONFLICT (instance_id, key) DO UPDATE SET value = EXCLUDED.value, updated_at_ms = EXCLUDED.updated_at_ms
-            """
-        )
-        self.kv_fold_clear = q("DELETE FROM {s}.kv_delta WHERE instance_id = %(inst)s")
-        self.cancel_activities = q(
-            """
-            DELETE FROM {s}.worker_queue w
-             USING unnest(%(c_inst)s::text[], %(c_exec)s::bigint[], %(c_id)s::bigint[]) AS c(i, e, a)
-             WHERE w.instance_id = c.i AND w.execution_id = c.e AND w.activity_id = c.a
-            """
-        )
-        self.create_children = q(
-            """
-            WITH i AS (
-                INSERT INTO {s}.instances (instance_id, orchestration_name, orchestration_version,
-                                           parent_instance_id, created_at_ms, updated_at_ms)
-                SELECT i, n, v, p, {now}, {now}
-                  FROM unnest(%(ch_inst)s::text[], %(ch_name)s::text[], %(ch_ver)s::text[], %(ch_parent)s::text[])
-                       AS t(i, n, v, p)
-                ON CONFLICT (instance_id) DO NOTHING
-                RETURNING instance_id)
-            INSERT INTO {s}.executions (instance_id, execution_id, started_at_ms)
-            SELECT instance_id, 1, {now} FROM i
-            """
-        )
-        self.insert_orchestrator_items = q(
-            """
-            INSERT INTO {s}.orchestrator_queue (instance_id, work_item, visible_at)
-            SELECT i, item, {now} + d
-              FROM unnest(%(o_inst)s::text[], %(o_item)s::text[], %(o_delay)s::bigint[]) WITH ORDINALITY
-                   AS t(i, item, d, n)
-             ORDER BY n
-            """
-        )
-        self.delete_batch = q("DELETE FROM {s}.orchestrator_queue WHERE lock_token = %(tok)s")
-        self.release_instance_lock = q("DELETE FROM {s}.instance_locks WHERE lock_token = %(tok)s")
-        self.notify_instance_ready = q(
-            """
-            SELECT pg_notify(%(chan)s, 'o')
-             WHERE %(sent)s OR EXISTS (SELECT 1 FROM {s}.orchestrator_queue WHERE instance_id = %(inst)s)
+            SELECT {s}.ack_turn(
+                {now}, %(tok)s, %(inst)s, %(exec)s,
+                %(name)s, %(ver)s, %(parent)s,
+                %(cs_changed)s, %(cs)s,
+                %(status)s, %(output)s, %(terminal)s,
+                %(ev_id)s::bigint[], %(ev_type)s::text[], %(ev_data)s::text[],
+                %(kv_clear_all)s::bigint, %(k_key)s::text[], %(k_value)s::text[], %(k_ts)s::bigint[],
+                %(w_inst)s::text[], %(w_exec)s::bigint[], %(w_id)s::bigint[], %(w_item)s::text[],
+                %(w_session)s::text[], %(w_tag)s::text[],
+                %(c_inst)s::text[], %(c_exec)s::bigint[], %(c_id)s::bigint[],
+                %(ch_inst)s::text[], %(ch_name)s::text[], %(ch_ver)s::text[], %(ch_parent)s::text[],
+                %(o_inst)s::text[], %(o_item)s::text[], %(o_delay)s::bigint[],
+                %(chan)s)
             """
         )
         self.abandon_orchestration = q(
@@ -1714,11 +1553,20 @@ class _Statements:
         """
         self.kv_value = q(f"SELECT m.value FROM ({merged_kv}) m WHERE m.key = %(key)s")
         self.kv_all = q(f"SELECT m.key, m.value, octet_length(m.value) FROM ({merged_kv}) m")
+        # Messages a live lock holds come back only through it; others of a
+        # locked instance wait for that lock to end as well.
         self.next_visible = q(
             """
-            SELECT min(greatest(q.visible_at, coalesce(il.locked_until, 0)))
-              FROM {s}.orchestrator_queue q
-              LEFT JOIN {s}.instance_locks il ON il.instance_id = q.instance_id
+            SELECT min(due) FROM (
+                (SELECT q.visible_at AS due FROM {s}.orchestrator_queue q
+                  WHERE NOT EXISTS (SELECT 1 FROM {s}.instance_locks il
+                                     WHERE il.instance_id = q.instance_id AND il.locked_until > {now})
+                  ORDER BY q.visible_at LIMIT 1)
+                UNION ALL
+                SELECT greatest(q.visible_at, il.locked_until) FROM {s}.instance_locks il
+                  JOIN {s}.orchestrator_queue q ON q.instance_id = il.instance_id
+                 WHERE il.locked_until > {now} AND q.lock_token IS DISTINCT FROM il.lock_token
+            ) AS candidates
             """
         )
         # -- management

@@ -115,17 +115,26 @@ CREATE TABLE __SCHEMA__.kv_delta (
 -- Peek without row locks, then take a per-instance transaction advisory lock
 -- with pg_try_advisory_xact_lock: a fetcher that loses it skips that instance
 -- (another fetcher is claiming it) instead of blocking. The loop only returns
--- NULL when the queue holds no claimable instance, never because a candidate
+-- no row when the queue holds no claimable instance, never because a candidate
 -- was lost to a concurrent fetcher (duroxide-pg's "empty fetch" race). Lock
 -- order everywhere is instance_locks row, then queue rows, so claims never
 -- deadlock with acks (duroxide-pg's fan-in deadlock).
+--
+-- Returns the instance row, the batch (messages and attempt counts, in
+-- enqueue order) and the KV baseline, so a caller holding the history in
+-- memory needs no second round trip.
 CREATE FUNCTION __SCHEMA__.claim_instance(p_now bigint, p_until bigint, p_token text)
 RETURNS TABLE (
     instance_id text,
     orchestration_name text,
     orchestration_version text,
     execution_id bigint,
-    history_len bigint
+    history_len bigint,
+    messages text[],
+    attempts integer[],
+    kv_keys text[],
+    kv_values text[],
+    kv_times bigint[]
 )
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -181,8 +190,17 @@ BEGIN
             SELECT i.instance_id, i.orchestration_name, i.orchestration_version,
                    i.current_execution_id,
                    (SELECT count(*) FROM __SCHEMA__.history h
-                     WHERE h.instance_id = i.instance_id AND h.execution_id = i.current_execution_id)
+                     WHERE h.instance_id = i.instance_id AND h.execution_id = i.current_execution_id),
+                   b.messages, b.attempts, kv.keys, kv.vals, kv.times
               FROM __SCHEMA__.instances i
+             CROSS JOIN LATERAL (
+                   SELECT array_agg(q.work_item ORDER BY q.id) AS messages,
+                          array_agg(q.attempt_count ORDER BY q.id) AS attempts
+                     FROM __SCHEMA__.orchestrator_queue q WHERE q.lock_token = p_token) b
+             CROSS JOIN LATERAL (
+                   SELECT array_agg(s.key) AS keys, array_agg(s.value) AS vals,
+                          array_agg(s.updated_at_ms) AS times
+                     FROM __SCHEMA__.kv_store s WHERE s.instance_id = i.instance_id) kv
              WHERE i.instance_id = v_instance;
         IF FOUND THEN
             RETURN;
@@ -194,11 +212,43 @@ BEGIN
 END
 $$;
 
--- Validate an ack's lock inside the ack transaction and lock the lock row, so a
--- concurrent re-claim (after expiry) or a forced delete decides the race here.
--- Raises DX001 (lock lost) or DX002 (the commit names another instance).
-CREATE FUNCTION __SCHEMA__.check_ack(p_token text, p_instance text, p_now bigint)
-RETURNS void
+-- Insert activities into the worker queue (direct enqueues and turn acks).
+CREATE FUNCTION __SCHEMA__.insert_activities(
+    p_now bigint, p_inst text[], p_exec bigint[], p_id bigint[], p_item text[],
+    p_session text[], p_tag text[], p_channel text
+) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF cardinality(p_item) > 0 THEN
+        INSERT INTO __SCHEMA__.worker_queue (instance_id, execution_id, activity_id, work_item,
+                                             visible_at, session_id, tag)
+        SELECT t.i, t.e, t.a, t.item, p_now, t.sid, t.tag
+          FROM unnest(p_inst, p_exec, p_id, p_item, p_session, p_tag) AS t(i, e, a, item, sid, tag);
+        PERFORM pg_notify(p_channel, 'w');
+    END IF;
+END
+$$;
+
+-- Apply one orchestration turn (a Commit) and release the instance lock, in
+-- the caller's single-statement transaction. The lock row is locked first,
+-- so a concurrent re-claim after expiry or a forced delete decides the race
+-- here. Raises DX001 (lock lost) or DX002 (the commit names another instance);
+-- a repeated event id fails on the history primary key. Inserts go before
+-- cancellations, so an activity scheduled and cancelled in one turn leaves
+-- no row (duroxide-pg 0.1.17).
+CREATE FUNCTION __SCHEMA__.ack_turn(
+    p_now bigint, p_token text, p_instance text, p_execution bigint,
+    p_name text, p_version text, p_parent text,
+    p_cs_changed boolean, p_cs text,
+    p_status text, p_output text, p_terminal boolean,
+    p_ev_id bigint[], p_ev_type text[], p_ev_data text[],
+    p_kv_clear_all bigint, p_k_key text[], p_k_value text[], p_k_ts bigint[],
+    p_w_inst text[], p_w_exec bigint[], p_w_id bigint[], p_w_item text[], p_w_session text[], p_w_tag text[],
+    p_c_inst text[], p_c_exec bigint[], p_c_id bigint[],
+    p_ch_inst text[], p_ch_name text[], p_ch_ver text[], p_ch_parent text[],
+    p_o_inst text[], p_o_item text[], p_o_delay bigint[],
+    p_channel text
+) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     v_instance text;
@@ -220,10 +270,88 @@ BEGIN
         RAISE EXCEPTION 'the commit is for instance % but lock % holds instance %', p_instance, p_token, v_instance
             USING ERRCODE = 'DX002';
     END IF;
-    PERFORM 1 FROM __SCHEMA__.instances i WHERE i.instance_id = p_instance FOR UPDATE;
+    UPDATE __SCHEMA__.instances i
+       SET orchestration_name = p_name,
+           orchestration_version = p_version,
+           parent_instance_id = coalesce(i.parent_instance_id, p_parent),
+           current_execution_id = greatest(i.current_execution_id, p_execution),
+           updated_at_ms = p_now,
+           custom_status = CASE WHEN p_cs_changed THEN p_cs ELSE i.custom_status END,
+           custom_status_version = i.custom_status_version + CASE WHEN p_cs_changed THEN 1 ELSE 0 END
+     WHERE i.instance_id = p_instance;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'instance % was deleted while lock % was held', p_instance, p_token
             USING ERRCODE = 'DX001';
+    END IF;
+    INSERT INTO __SCHEMA__.executions (instance_id, execution_id, started_at_ms)
+    VALUES (p_instance, p_execution, p_now)
+    ON CONFLICT (instance_id, execution_id) DO NOTHING;
+    IF cardinality(p_ev_id) > 0 THEN
+        INSERT INTO __SCHEMA__.history (instance_id, execution_id, event_id, event_type, event_data)
+        SELECT p_instance, p_execution, t.id, t.kind, t.data
+          FROM unnest(p_ev_id, p_ev_type, p_ev_data) AS t(id, kind, data);
+    END IF;
+    IF p_status IS NOT NULL THEN
+        UPDATE __SCHEMA__.executions e
+           SET status = p_status, output = p_output,
+               completed_at_ms = CASE WHEN p_terminal THEN p_now ELSE e.completed_at_ms END
+         WHERE e.instance_id = p_instance AND e.execution_id = p_execution;
+    END IF;
+    -- KV: the net effect of the turn's ops, a clear-all first (tombstoning
+    -- every key known so far), then each key's final value or tombstone.
+    IF p_kv_clear_all IS NOT NULL THEN
+        INSERT INTO __SCHEMA__.kv_delta AS d (instance_id, key, value, updated_at_ms)
+        SELECT s.instance_id, s.key, NULL, p_kv_clear_all FROM __SCHEMA__.kv_store s WHERE s.instance_id = p_instance
+        UNION
+        SELECT x.instance_id, x.key, NULL, p_kv_clear_all FROM __SCHEMA__.kv_delta x WHERE x.instance_id = p_instance
+        ON CONFLICT (instance_id, key) DO UPDATE SET value = NULL, updated_at_ms = EXCLUDED.updated_at_ms;
+    END IF;
+    IF cardinality(p_k_key) > 0 THEN
+        INSERT INTO __SCHEMA__.kv_delta AS d (instance_id, key, value, updated_at_ms)
+        SELECT p_instance, u.k, u.v, u.t FROM unnest(p_k_key, p_k_value, p_k_ts) AS u(k, v, t)
+        ON CONFLICT (instance_id, key) DO UPDATE SET value = EXCLUDED.value, updated_at_ms = EXCLUDED.updated_at_ms;
+    END IF;
+    IF p_terminal THEN
+        -- The execution ended: its writes become the next execution's baseline.
+        DELETE FROM __SCHEMA__.kv_store s USING __SCHEMA__.kv_delta d
+         WHERE s.instance_id = p_instance AND d.instance_id = s.instance_id AND d.key = s.key AND d.value IS NULL;
+        INSERT INTO __SCHEMA__.kv_store AS s (instance_id, key, value, updated_at_ms)
+        SELECT d.instance_id, d.key, d.value, d.updated_at_ms FROM __SCHEMA__.kv_delta d
+         WHERE d.instance_id = p_instance AND d.value IS NOT NULL
+        ON CONFLICT (instance_id, key) DO UPDATE SET value = EXCLUDED.value, updated_at_ms = EXCLUDED.updated_at_ms;
+        DELETE FROM __SCHEMA__.kv_delta d WHERE d.instance_id = p_instance;
+    END IF;
+    PERFORM __SCHEMA__.insert_activities(p_now, p_w_inst, p_w_exec, p_w_id, p_w_item, p_w_session, p_w_tag, p_channel);
+    IF cardinality(p_c_id) > 0 THEN
+        DELETE FROM __SCHEMA__.worker_queue w
+         USING unnest(p_c_inst, p_c_exec, p_c_id) AS c(i, e, a)
+         WHERE w.instance_id = c.i AND w.execution_id = c.e AND w.activity_id = c.a;
+    END IF;
+    IF cardinality(p_ch_inst) > 0 THEN
+        -- Children and detached orchestrations exist from the commit that starts them.
+        WITH created AS (
+            INSERT INTO __SCHEMA__.instances (instance_id, orchestration_name, orchestration_version,
+                                              parent_instance_id, created_at_ms, updated_at_ms)
+            SELECT t.i, t.n, t.v, t.p, p_now, p_now
+              FROM unnest(p_ch_inst, p_ch_name, p_ch_ver, p_ch_parent) AS t(i, n, v, p)
+            ON CONFLICT (instance_id) DO NOTHING
+            RETURNING instance_id)
+        INSERT INTO __SCHEMA__.executions (instance_id, execution_id, started_at_ms)
+        SELECT created.instance_id, 1, p_now FROM created;
+    END IF;
+    IF cardinality(p_o_inst) > 0 THEN
+        INSERT INTO __SCHEMA__.orchestrator_queue (instance_id, work_item, visible_at)
+        SELECT t.i, t.item, p_now + t.d
+          FROM unnest(p_o_inst, p_o_item, p_o_delay) WITH ORDINALITY AS t(i, item, d, n)
+         ORDER BY t.n;
+    END IF;
+    DELETE FROM __SCHEMA__.orchestrator_queue q WHERE q.lock_token = p_token;
+    DELETE FROM __SCHEMA__.instance_locks il WHERE il.lock_token = p_token;
+    -- Wake dispatchers for what this turn sent and for messages that arrived
+    -- while the lock held them back.
+    IF cardinality(p_o_inst) > 0
+       OR EXISTS (SELECT 1 FROM __SCHEMA__.orchestrator_queue q WHERE q.instance_id = p_instance) THEN
+        PERFORM pg_notify(p_channel, 'o');
     END IF;
 END
 $$;
