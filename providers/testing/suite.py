@@ -5,9 +5,12 @@ from __future__ import annotations
 from durox.providers.testing import (  # noqa: F401  (imported to register their checks)
     atomicity,
     cancellation,
+    custom_status,
     deletion,
     errors,
+    history_fetch,
     instance_creation,
+    kv,
     lock_expiration,
     locking,
     management,
@@ -15,6 +18,8 @@ from durox.providers.testing import (  # noqa: F401  (imported to register their
     poison,
     prune,
     queues,
+    sessions,
+    tags,
 )
 from durox.providers.testing.registry import ALL_CHECKS
 
