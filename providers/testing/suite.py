@@ -5,6 +5,7 @@ from __future__ import annotations
 from durox.providers.testing import (  # noqa: F401  (imported to register their checks)
     atomicity,
     cancellation,
+    concurrency,
     custom_status,
     deletion,
     errors,
