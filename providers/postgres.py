@@ -175,7 +175,7 @@ def _token(value: object) -> str:
     return value
 
 
-class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc]  # mypy cannot see through the editable finder
+class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ignore]  # Any when mypy cannot see through the editable finder
     """Durable storage in a PostgreSQL schema, shared by any number of processes.
 
     ``dsn`` is a libpq connection string or URI. ``schema`` (default
@@ -836,8 +836,8 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc]  # mypy c
         )
         if row is None:
             return None
-        name, version, execution_id, custom_status, custom_version, status, output = row
-        status = status or "Running"
+        name, version, execution_id, custom_status, custom_version, stored, output = row
+        status: ExecutionStatus = stored or "Running"
         return InstanceStatus(
             instance=instance,
             status=status,
@@ -943,6 +943,9 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc]  # mypy c
         if listener is not None:
             listener.stop()
         self._pool.close()
+
+    def __enter__(self) -> PostgresProvider:
+        return self
 
     def __repr__(self) -> str:
         return f"PostgresProvider({self._redacted!r}, schema={self.schema!r})"
