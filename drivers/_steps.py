@@ -705,6 +705,15 @@ class RuntimeCore:
             lambda: self.abort_activity(job, reason="grace period over", requeue=False),
         )
 
+    def run_sync_activity(self, job: ActivityJob) -> None:
+        """Call a ``def`` activity on the current thread and ack its outcome (one thread hop)."""
+        try:
+            value = job.definition.fn(job.context, job.input)
+        except Exception as exc:
+            self.fail_activity(job, exc)
+        else:
+            self.complete_activity(job, value)
+
     def complete_activity(self, job: ActivityJob, value: object) -> None:
         """The function returned ``value``: ack it (or drop it if the run was cancelled)."""
         self._finish(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -238,15 +239,23 @@ class Runtime:
                 await self._run(core, got)
 
     async def _run(self, core: RuntimeCore, job: ActivityJob) -> None:
-        fn, context, value = job.definition.fn, job.context, job.input
-        if job.definition.is_async:
-            work: asyncio.Future[Any] = asyncio.ensure_future(fn(context, value))
-        else:
-            work = asyncio.wrap_future(_in_new_thread(lambda: fn(context, value)))
         loop = self._loop
-        job.set_abort_handler(lambda: loop.call_soon_threadsafe(work.cancel))
+        if not job.definition.is_async:
+            # Function and ack on a thread of its own: abandoning it never starves a pool.
+            work: asyncio.Future[Any] = asyncio.wrap_future(
+                _in_new_thread(functools.partial(core.run_sync_activity, job))
+            )
+            job.set_abort_handler(lambda: loop.call_soon_threadsafe(work.cancel))
+            try:
+                await work
+            except asyncio.CancelledError:
+                if not job.aborted:
+                    raise
+            return
+        task = asyncio.ensure_future(job.definition.fn(job.context, job.input))
+        job.set_abort_handler(lambda: loop.call_soon_threadsafe(task.cancel))
         try:
-            result = await work
+            result = await task
         except asyncio.CancelledError:
             if job.aborted:
                 return  # the runtime gave up on it; the core already dropped it

@@ -232,12 +232,7 @@ class Runtime:
                 self._spawn(self._worker_loop, "durox-work-replacement")
 
         job.set_abort_handler(abandon_slot)
-        try:
-            value = job.definition.fn(job.context, job.input)
-        except Exception as exc:
-            self._core.fail_activity(job, exc)
-        else:
-            self._core.complete_activity(job, value)
+        self._core.run_sync_activity(job)
 
     def _run_async(self, job: ActivityJob, loop: asyncio.AbstractEventLoop) -> None:
         task = loop.create_task(job.definition.fn(job.context, job.input))

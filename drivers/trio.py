@@ -231,21 +231,22 @@ class Runtime:
                 await self._run(core, got)
 
     async def _run(self, core: RuntimeCore, job: ActivityJob) -> None:
-        fn, context, value = job.definition.fn, job.context, job.input
+        token = self._token
+        if not job.definition.is_async:
+            # Function and ack in one thread; abandoned (not awaited) if the runtime gives up.
+            with trio.CancelScope() as scope:
+                job.set_abort_handler(lambda: token.run_sync_soon(scope.cancel))
+                await trio.to_thread.run_sync(
+                    functools.partial(core.run_sync_activity, job),
+                    abandon_on_cancel=True,
+                    limiter=self._activity_limiter,
+                )
+            return
         outcome: tuple[bool, Any] | None = None
         with trio.CancelScope() as scope:
-            token = self._token
             job.set_abort_handler(lambda: token.run_sync_soon(scope.cancel))
             try:
-                if job.definition.is_async:
-                    result = await fn(context, value)
-                else:
-                    result = await trio.to_thread.run_sync(
-                        functools.partial(fn, context, value),
-                        abandon_on_cancel=True,
-                        limiter=self._activity_limiter,
-                    )
-                outcome = (True, result)
+                outcome = (True, await job.definition.fn(job.context, job.input))
             except Exception as exc:
                 outcome = (False, exc)
         if outcome is None:
