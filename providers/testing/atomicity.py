@@ -102,7 +102,8 @@ def multi_operation_ack_writes_everything(env: Env) -> None:
     p = env.provider
     create(p, "i1")
     item = fetch(p)
-    events = [started_event(1)] + [
+    events: list[history.Event] = [started_event(1)]
+    events += [
         history.ActivityScheduled(event_id=i, timestamp_ms=0, name="Act", input='"x"')
         for i in (2, 3, 4)
     ]

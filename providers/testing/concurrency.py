@@ -57,7 +57,9 @@ def _run_threads(count: int, target: Callable[[int], None], *, timeout: float = 
 
 def build_turn(item: OrchestrationItem) -> tuple[list[str], Commit]:
     """Play one turn: one event per message, each message's successor re-enqueued; return the data seen and the commit."""
-    seen, outgoing, events = [], [], []
+    seen: list[str] = []
+    outgoing: list[OutgoingMessage] = []
+    events: list[history.Event] = []
     next_id = item.history_len + 1
     for message in item.messages:
         if isinstance(message, ExternalRaised):
@@ -95,7 +97,7 @@ def process_item(provider: Provider, item: OrchestrationItem) -> list[str]:
 
 def _seed(provider: Provider, prefix: str, instances: int, per_instance: int) -> set[str]:
     """Create instances with first-generation messages; return every message data the run must see."""
-    expected = set()
+    expected: set[str] = set()
     for i in range(instances):
         name = f"{prefix}{i}"
         create(provider, name)

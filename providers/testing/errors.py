@@ -25,7 +25,7 @@ from durox.providers.testing.registry import Env, check
 
 C = "error_handling"
 
-BAD_IDS: dict[str, object] = {
+BAD_IDS: dict[str, Any] = {
     "empty": "",
     "too_long_257_chars": "x" * 257,
     "nul_character": "a\x00b",
@@ -34,14 +34,14 @@ BAD_IDS: dict[str, object] = {
 }
 
 
-def _register_bad_id_checks(label: str, bad: object) -> None:
+def _register_bad_id_checks(label: str, bad: Any) -> None:
     def create_rejects(env: Env) -> None:
         p = env.provider
         raises(
             InvalidArgument,
             p.create_instance,
             StartOrchestration(instance=bad, name=ORCH, input="1"),
-        )  # type: ignore[arg-type]
+        )
         assert p.fetch_orchestration_item(lock_timeout=LOCK) is None, (
             "a rejected create must enqueue nothing"
         )
@@ -56,8 +56,8 @@ def _register_bad_id_checks(label: str, bad: object) -> None:
             InvalidArgument,
             p.enqueue_orchestrator,
             ExternalRaised(instance=bad, name="e", data="1"),
-        )  # type: ignore[arg-type]
-        raises(InvalidArgument, p.enqueue_worker, activity(bad, 1))  # type: ignore[arg-type]
+        )
+        raises(InvalidArgument, p.enqueue_worker, activity(bad, 1))
         assert p.fetch_orchestration_item(lock_timeout=LOCK) is None
         assert drain_work(p, TagFilter.any()) == []
 
@@ -148,8 +148,8 @@ def enqueue_rejects_bad_payloads(env: Env) -> None:
 def wrong_message_types_are_rejected(env: Env) -> None:
     """create_instance takes only a StartOrchestration; enqueue_worker only an ExecuteActivity."""
     p = env.provider
-    raises(InvalidArgument, p.create_instance, ExternalRaised(instance="i1", name="e", data="1"))  # type: ignore[arg-type]
-    raises(InvalidArgument, p.enqueue_worker, ExternalRaised(instance="i1", name="e", data="1"))  # type: ignore[arg-type]
+    raises(InvalidArgument, p.create_instance, ExternalRaised(instance="i1", name="e", data="1"))
+    raises(InvalidArgument, p.enqueue_worker, ExternalRaised(instance="i1", name="e", data="1"))
     assert p.get_instance_status("i1") is None
 
 
