@@ -372,3 +372,57 @@ def test_shutdown_requeues_activities_that_do_not_finish(harness):
         status = harness.client.wait_for_orchestration("slow", timeout=TIMEOUT)
     assert status.output == "second run"
     assert len(attempts) == 2
+
+
+# -- wake-ups ------------------------------------------------------------------------------------------
+
+
+def test_local_work_and_timers_wake_dispatchers_without_polling(harness):
+    """With a 60 s backstop poll, only in-process wake-ups and timer deadlines can finish this."""
+    registry = Registry()
+
+    @registry.activity("Ping")
+    def ping(ctx, n):
+        return n + 1
+
+    @registry.orchestration("Sleepy")
+    def sleepy(ctx, n):
+        n = yield ctx.schedule_activity("Ping", n)
+        yield ctx.schedule_timer(0.1)
+        return (yield ctx.schedule_activity("Ping", n))
+
+    with harness.runtime(registry, poll_interval=60.0):
+        time.sleep(0.05)  # every slot is idle, asleep for the full poll interval
+        harness.client.start_orchestration("sleepy", "Sleepy", 1)
+        assert harness.client.wait_for_orchestration("sleepy", timeout=20).output == 3
+
+
+@pytest.mark.parametrize("driver", ["threads", "asyncio", "trio"])
+def test_work_written_by_another_process_is_found_by_the_backstop_poll(driver, tmp_path):
+    from durox.drivers.threads import Client
+    from durox.providers.sqlite import SqliteProvider
+
+    from .conftest import make_harness
+
+    registry = Registry()
+
+    @registry.activity("Ping")
+    def ping(ctx, n):
+        return n + 1
+
+    @registry.orchestration("Remote")
+    def remote(ctx, n):
+        return (yield ctx.schedule_activity("Ping", n))
+
+    harness = make_harness(driver, "sqlite", "cache", tmp_path)
+    other_process = SqliteProvider(
+        tmp_path / "durox.db"
+    )  # a separate provider: no in-process wake-up
+    try:
+        with harness.runtime(registry, poll_interval=0.1):
+            client = Client(other_process)
+            client.start_orchestration("remote", "Remote", 41)
+            assert client.wait_for_orchestration("remote", timeout=20).output == 42
+    finally:
+        other_process.close()
+        harness.close()
