@@ -241,6 +241,58 @@ def test_psycopg_is_imported_only_by_the_postgres_module() -> None:
     assert "pip install 'durox[postgres]'" in out.stdout
 
 
+# -- lost connections ---------------------------------------------------------------------
+
+
+def _terminate_sessions(dsn: str, application_name: str) -> int:
+    """Kill the server sessions of one provider, as a server restart or network cut would."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
+            (application_name,),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_lost_connections_are_replaced_and_writes_never_blindly_repeated(
+    dsn: str, schema: str
+) -> None:
+    app = f"durox-test-{uuid.uuid4().hex[:8]}"
+    with PostgresProvider(dsn, schema=schema, pool_size=2, application_name=app) as p:
+        p.create_instance(start("before"))
+        assert _terminate_sessions(dsn, app) >= 1
+        # A read on a dead pooled connection is retried on a fresh one.
+        status = p.get_instance_status("before")
+        assert status is not None and status.status == "Running"
+        assert _terminate_sessions(dsn, app) >= 1
+        # A write may have committed before its connection died: the caller is told
+        # the outcome is unknown (retryable) instead of the write being repeated.
+        try:
+            p.create_instance(start("maybe"))
+        except ProviderError as exc:
+            assert exc.retryable
+            assert "outcome" in exc.message
+        p.create_instance(start("after"))
+        assert {"before", "after"} <= set(p.list_instances())
+
+
+def test_the_listener_reconnects_after_its_session_is_killed(dsn: str, schema: str) -> None:
+    app = f"durox-test-{uuid.uuid4().hex[:8]}"
+    with (
+        PostgresProvider(dsn, schema=schema, application_name=app) as waiter,
+        PostgresProvider(dsn, schema=schema) as other,
+    ):
+        _prime(waiter)
+        assert _terminate_sessions(dsn, app) >= 1
+        # Reconnecting wakes waiters once (work may have been missed meanwhile)...
+        assert waiter.wait_for_work(10) is True
+        # ...and notifications flow again afterwards.
+        other.create_instance(start("i"))
+        deadline = time.monotonic() + 10
+        while not waiter.wait_for_work(1, queue="orchestrator"):
+            assert time.monotonic() < deadline, "no notification after reconnecting"
+
+
 # -- clock ------------------------------------------------------------------------------------
 
 
