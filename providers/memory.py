@@ -25,7 +25,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 
@@ -241,6 +241,7 @@ class MemoryProvider(Provider, ProviderAdmin):
         self._seq = 0
         self._instances: dict[str, _Instance] = {}
         self._orch_queue: dict[int, _OrchRow] = {}
+        self._orch_by_instance: dict[str, dict[int, _OrchRow]] = {}  # index: instance -> its rows
         self._instance_locks: dict[str, _Lock] = {}
         self._orch_token_owner: dict[str, str] = {}  # lock token -> instance
         self._worker_queue: dict[int, _WorkRow] = {}
@@ -304,14 +305,24 @@ class MemoryProvider(Provider, ProviderAdmin):
             )
         return row
 
-    def _orch_rows_of(self, instance: str) -> Iterator[_OrchRow]:
-        return (row for row in list(self._orch_queue.values()) if row.instance == instance)
+    def _orch_rows_of(self, instance: str) -> list[_OrchRow]:
+        """The instance's queued messages in enqueue order (a copy: callers may delete)."""
+        return list(self._orch_by_instance.get(instance, {}).values())
+
+    def _delete_orch_row(self, row: _OrchRow) -> None:
+        del self._orch_queue[row.seq]
+        rows = self._orch_by_instance[row.instance]
+        del rows[row.seq]
+        if not rows:
+            del self._orch_by_instance[row.instance]
 
     def _enqueue_orch(self, message: OrchestratorMessage, visible_at_ms: int) -> None:
         seq = self._next_seq()
-        self._orch_queue[seq] = _OrchRow(
+        row = _OrchRow(
             seq=seq, instance=message.instance, message=message, visible_at_ms=visible_at_ms
         )
+        self._orch_queue[seq] = row
+        self._orch_by_instance.setdefault(message.instance, {})[seq] = row
 
     def _enqueue_work(self, message: ExecuteActivity, now: int) -> None:
         seq = self._next_seq()
@@ -427,18 +438,23 @@ class MemoryProvider(Provider, ProviderAdmin):
 
     def _pick_instance(self, now: int) -> str | None:
         """The unlocked instance whose oldest visible message is oldest; discards orphans on the way."""
-        for row in list(self._orch_queue.values()):
-            if row.seq not in self._orch_queue or row.visible_at_ms > now:
+        orphans: set[str] = set()
+        chosen: str | None = None
+        for row in self._orch_queue.values():
+            if row.visible_at_ms > now or row.instance in orphans:
                 continue
             if self._live_lock(row.instance, now) is not None:
                 continue
             if row.instance not in self._instances:
-                # Its instance was deleted: nobody can ever take these messages.
-                for orphan in self._orch_rows_of(row.instance):
-                    del self._orch_queue[orphan.seq]
+                orphans.add(row.instance)
                 continue
-            return row.instance
-        return None
+            chosen = row.instance
+            break
+        # Messages whose instance was deleted: nobody can ever take them.
+        for instance in orphans:
+            for orphan in self._orch_rows_of(instance):
+                self._delete_orch_row(orphan)
+        return chosen
 
     def ack_orchestration_item(self, lock_token: str, commit: Commit) -> None:
         """Apply ``commit`` and release the lock, all or nothing."""
@@ -459,7 +475,7 @@ class MemoryProvider(Provider, ProviderAdmin):
             # Everything below only writes: no check may fail past this point.
             for message_row in self._orch_rows_of(lock.instance):
                 if message_row.lock_token == lock_token:
-                    del self._orch_queue[message_row.seq]
+                    self._delete_orch_row(message_row)
             if execution is None:
                 execution = _Execution(execution_id=commit.execution_id, started_at_ms=now)
                 row.executions[commit.execution_id] = execution
@@ -866,9 +882,7 @@ class MemoryProvider(Provider, ProviderAdmin):
                 history_size_bytes=sum(
                     len(codec.dumps_record(e).encode()) for e in row.current.events
                 ),
-                queue_pending_count=sum(
-                    1 for r in self._orch_queue.values() if r.instance == instance
-                ),
+                queue_pending_count=len(self._orch_by_instance.get(instance, {})),
                 kv_user_key_count=len(kv),
                 kv_total_value_bytes=sum(len(entry.value.encode()) for entry in kv.values()),
             )
@@ -901,9 +915,9 @@ class MemoryProvider(Provider, ProviderAdmin):
                 executions += len(row.executions)
                 events += sum(len(e.events) for e in row.executions.values())
                 self._drop_instance_lock(iid)  # a held lock dies: its ack raises LockLost
-            for message_row in list(self._orch_queue.values()):
-                if message_row.instance in doomed:
-                    del self._orch_queue[message_row.seq]
+            for iid in tree:
+                for message_row in self._orch_rows_of(iid):
+                    self._delete_orch_row(message_row)
                     messages += 1
             for work_row in list(self._worker_queue.values()):
                 if work_row.message.instance in doomed:
