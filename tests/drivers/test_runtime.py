@@ -73,6 +73,41 @@ def test_select_loser_activity_is_cancelled_at_once(harness):
     assert "ActivityCancelRequested" in kinds and "ActivityCompleted" in kinds
 
 
+def test_losing_sub_orchestration_and_unfinished_activities_are_cancelled(harness):
+    registry = Registry()
+    signalled = threading.Event()
+    started = threading.Event()
+
+    @registry.activity("Background")
+    async def background(ctx, _):
+        started.set()
+        await ctx.cancelled()
+        signalled.set()
+
+    @registry.orchestration("Stalled")
+    def stalled(ctx, _):
+        yield ctx.schedule_wait("never")
+
+    @registry.orchestration("Impatient")
+    def impatient(ctx, _):
+        ctx.schedule_activity("Background")  # still running when the orchestration returns
+        index, _value = yield ctx.select(
+            ctx.schedule_sub_orchestration("Stalled", instance_id="stalled-child"),
+            ctx.schedule_timer(0.1),
+        )
+        return index
+
+    with harness.runtime(registry, worker_lock_timeout=30.0):
+        client = harness.client
+        client.start_orchestration("impatient", "Impatient")
+        assert client.wait_for_orchestration("impatient", timeout=TIMEOUT).output == 1
+        child = client.wait_for_orchestration("stalled-child", timeout=TIMEOUT)
+        assert started.wait(5) and signalled.wait(5)
+    assert isinstance(child, Failed) and child.details.kind == "cancelled"
+    kinds = _kinds(harness.client.read_execution_history("impatient"))
+    assert "SubOrchestrationCancelRequested" in kinds and "ActivityCancelRequested" in kinds
+
+
 def test_uncooperative_activity_is_abandoned_after_grace(harness):
     registry = Registry()
     release = threading.Event()
