@@ -6,10 +6,12 @@ from collections.abc import Generator
 from typing import Any
 
 import attrs
+import pytest
 
 from durox.core import history, outcome
 from durox.core.messages import ContinueAsNew
 from tests.core.builders import (
+    act_done,
     delivered,
     dequeued,
     enqueue,
@@ -235,3 +237,80 @@ def test_carry_forward_is_capped_with_a_warning() -> None:
     assert ("warning", "5 queued events dropped at continue_as_new") in [
         (t.level, t.message) for t in result.traces
     ]
+
+
+def test_cancelled_dequeue_leaves_later_messages_for_the_next_one() -> None:
+    def orch(ctx: Any, _: Any) -> Gen:
+        yield ctx.select(ctx.dequeue_event("q"), ctx.schedule_timer(1))  # the timer wins
+        return (yield ctx.dequeue_event("q"))
+
+    h = list(turn(orch).new_events)
+    second = turn(orch, h, [timer_due(3)])
+    assert kinds(second.new_events) == [
+        "TimerFired",
+        "QueueSubscribed",
+        "QueueSubscriptionCancelled",
+    ]
+    crumb = second.new_events[2]
+    assert isinstance(crumb, history.QueueSubscriptionCancelled)
+    assert (crumb.source_id, crumb.reason) == (2, "select_loser")
+    h += second.new_events
+    assert turn(orch, h, [enqueue("q", '"kept"')]).outcome == outcome.Complete(output='"kept"')
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a dequeue that takes a buffered message at creation and then loses a select "
+    "(tie: an earlier argument was already done) is not cancelled, so the message is swallowed "
+    "instead of staying queued for the next dequeue",
+)
+def test_select_losing_dequeue_does_not_swallow_a_buffered_message() -> None:
+    def orch(ctx: Any, _: Any) -> Gen:
+        activity = ctx.schedule_activity("A")
+        yield ctx.schedule_timer(1)
+        index, value = yield ctx.select(activity, ctx.dequeue_event("q"))
+        rest = yield ctx.dequeue_event("q")
+        return [index, value, rest]
+
+    h = list(turn(orch).new_events)
+    result = turn(orch, h, [act_done(2, '"a"'), enqueue("q", '"m"'), timer_due(3)])
+    assert result.outcome == outcome.Complete(output='[0,"a","m"]')
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: with two buffered messages, select(dequeue, dequeue) hands both out; the "
+    "loser's message is lost instead of staying queued",
+)
+def test_select_between_two_dequeues_keeps_the_losers_message() -> None:
+    def orch(ctx: Any, _: Any) -> Gen:
+        yield ctx.schedule_timer(1)
+        index, value = yield ctx.select(ctx.dequeue_event("q"), ctx.dequeue_event("q"))
+        rest = yield ctx.dequeue_event("q")
+        return [index, value, rest]
+
+    h = list(turn(orch).new_events)
+    result = turn(orch, h, [enqueue("q", '"m1"'), enqueue("q", '"m2"'), timer_due(2)])
+    assert result.outcome == outcome.Complete(output='[0,"m1","m2"]')
+
+
+def test_event_in_the_same_batch_as_the_completion_that_leads_to_the_wait() -> None:
+    # the wait is made while the completion is applied, so the next event in the batch finds it
+    def orch(ctx: Any, _: Any) -> Gen:
+        yield ctx.schedule_activity("A")
+        return (yield ctx.schedule_wait("E"))
+
+    h = list(turn(orch).new_events)
+    result = turn(orch, h, [act_done(2), event("E", '"same batch"')])
+    assert result.outcome == outcome.Complete(output='"same batch"')
+    replayed = turn(orch, h + list(result.new_events[:-1]))
+    assert replayed.outcome == outcome.Complete(output='"same batch"')
+
+
+def test_queue_message_carried_into_the_next_execution_is_consumed_first() -> None:
+    def orch(ctx: Any, _: Any) -> Gen:
+        return (yield ctx.dequeue_event("q"))
+
+    nxt = started(1, carry_forward=[("q", '"carried"')])
+    result = turn(orch, started_event=nxt, msgs=[enqueue("q", '"new"')], execution_id=2)
+    assert result.outcome == outcome.Complete(output='"carried"')

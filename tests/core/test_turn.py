@@ -240,3 +240,51 @@ def test_kv_snapshot_reaches_the_code() -> None:
         item(messages=(start(),), kv_snapshot={"k": KvEntry(value="7", updated_at_ms=1)}), reg
     )
     assert isinstance(decision, AckTurn) and decision.commit.output == "7"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: _poison reads the parent link only from item.history[0]; for a history tail "
+    "(sticky fetch) it ignores the cached state's OrchestrationStarted, so a poisoned child "
+    "never tells its parent (and the commit loses parent_instance)",
+)
+def test_poison_of_a_tail_fetch_still_tells_the_parent() -> None:
+    message = start(parent_instance="mom", parent_execution_id=1, parent_id=2)
+    first = decide(item(messages=(message,)))
+    assert isinstance(first, AckTurn)
+    count = len(first.commit.new_events)
+    tail = item((), (act_done(2, instance="i"),), offset=count, length=count, attempt=4)
+    decision = decide(tail, cached=first.state)
+    assert isinstance(decision, AckTurn) and decision.poisoned
+    assert decision.commit.parent_instance == "mom"
+    (notice,) = [m.message for m in decision.commit.orchestrator_items]
+    assert isinstance(notice, SubOrchestrationResult) and notice.instance == "mom"
+
+
+def test_cancel_before_start_in_the_same_batch() -> None:
+    from tests.core.builders import cancel
+
+    decision = decide(item(messages=(start(), cancel(instance="i"))))
+    assert isinstance(decision, AckTurn)
+    assert kinds(decision.commit.new_events) == [
+        "OrchestrationStarted",
+        "OrchestrationCancelRequested",
+        "OrchestrationFailed",
+    ]
+    assert decision.commit.status == "Failed" and decision.outcome == "failed"
+
+
+def test_messages_without_a_start_for_a_new_instance_are_discarded() -> None:
+    from tests.core.builders import cancel, event
+
+    decision = decide(item(messages=(cancel(instance="i"), event("E", instance="i"))))
+    assert isinstance(decision, AckTurn) and decision.outcome == "discarded"
+    assert decision.commit.new_events == () and decision.commit.status is None
+
+
+def test_duplicate_start_of_a_running_instance_changes_nothing() -> None:
+    h = (started(1, "Greet", input='"x"', version="1.0.0"), scheduled(2, "A", '"x"'))
+    decision = decide(item(h, (start("1.2.0"),)))
+    assert isinstance(decision, AckTurn)
+    assert decision.commit.new_events == () and decision.commit.orchestrator_items == ()
+    assert decision.commit.orchestration_version == "1.0.0"
