@@ -93,16 +93,19 @@ def test_losing_sub_orchestration_and_unfinished_activities_are_cancelled(harnes
         ctx.schedule_activity("Background")  # still running when the orchestration returns
         index, _value = yield ctx.select(
             ctx.schedule_sub_orchestration("Stalled", instance_id="stalled-child"),
-            ctx.schedule_timer(0.1),
+            ctx.schedule_wait("go"),
         )
         return index
 
     with harness.runtime(registry, worker_lock_timeout=30.0):
         client = harness.client
         client.start_orchestration("impatient", "Impatient")
+        assert started.wait(5)  # the activity runs; now let the orchestration finish
+        _wait_until(_has_event(client, "impatient", "ExternalSubscribed"), what="wait subscribed")
+        client.raise_event("impatient", "go")
         assert client.wait_for_orchestration("impatient", timeout=TIMEOUT).output == 1
         child = client.wait_for_orchestration("stalled-child", timeout=TIMEOUT)
-        assert started.wait(5) and signalled.wait(5)
+        assert signalled.wait(5)
     assert isinstance(child, Failed) and child.details.kind == "cancelled"
     kinds = _kinds(harness.client.read_execution_history("impatient"))
     assert "SubOrchestrationCancelRequested" in kinds and "ActivityCancelRequested" in kinds
