@@ -43,9 +43,11 @@ def _has_event(client, instance, kind):
 def test_select_loser_activity_is_cancelled_at_once(harness):
     registry = Registry()
     observed = threading.Event()
+    started = threading.Event()
 
     @registry.activity("Forever")
     async def forever(ctx, _):
+        started.set()
         await ctx.cancelled()
         observed.set()
         return "cancelled result (dropped)"
@@ -57,14 +59,19 @@ def test_select_loser_activity_is_cancelled_at_once(harness):
     @registry.orchestration("Race")
     def race(ctx, _):
         slow = ctx.schedule_activity("Forever")
-        index, value = yield ctx.select(slow, ctx.schedule_timer(0.05))
-        # Join-style: the winner is the timer; the activity loser is cancelled.
+        index, value = yield ctx.select(slow, ctx.schedule_wait("go"))
+        # The event wins; the running activity loses and is cancelled.
         after = yield ctx.schedule_activity("Quick")
         return [index, value, after]
 
     # A long lock means only the local commit (not a renewal) can deliver the signal quickly.
     with harness.runtime(registry, worker_lock_timeout=30.0) as rt:
         harness.client.start_orchestration("race", "Race")
+        assert started.wait(5)
+        _wait_until(
+            _has_event(harness.client, "race", "ExternalSubscribed"), what="wait subscribed"
+        )
+        harness.client.raise_event("race", "go")
         status = harness.client.wait_for_orchestration("race", timeout=TIMEOUT)
         assert observed.wait(5), "the losing activity never saw its cancellation"
         _wait_until(lambda: rt.metrics().activities_cancelled >= 1, what="cancel counted")
@@ -115,9 +122,11 @@ def test_uncooperative_activity_is_abandoned_after_grace(harness):
     registry = Registry()
     release = threading.Event()
     finished = threading.Event()
+    started = threading.Event()
 
     @registry.activity("Stubborn")
     def stubborn(ctx, _):
+        started.set()
         release.wait(10)  # ignores cancellation
         finished.set()
         return "too late"
@@ -128,9 +137,7 @@ def test_uncooperative_activity_is_abandoned_after_grace(harness):
 
     @registry.orchestration("Impatient")
     def impatient(ctx, _):
-        index, _value = yield ctx.select(
-            ctx.schedule_activity("Stubborn"), ctx.schedule_timer(0.05)
-        )
+        index, _value = yield ctx.select(ctx.schedule_activity("Stubborn"), ctx.schedule_wait("go"))
         return [index, (yield ctx.schedule_activity("Next"))]
 
     # One worker slot: "Next" can only run if the runtime stopped waiting for "Stubborn".
@@ -138,6 +145,9 @@ def test_uncooperative_activity_is_abandoned_after_grace(harness):
         registry, worker_concurrency=1, activity_cancellation_grace_period=0.1
     ) as rt:
         harness.client.start_orchestration("imp", "Impatient")
+        assert started.wait(5)
+        _wait_until(_has_event(harness.client, "imp", "ExternalSubscribed"), what="wait subscribed")
+        harness.client.raise_event("imp", "go")
         status = harness.client.wait_for_orchestration("imp", timeout=TIMEOUT)
         assert status.output == [1, "next ran"]
         assert rt.metrics().activities_cancelled >= 1
