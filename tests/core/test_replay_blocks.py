@@ -11,7 +11,7 @@ from durox.core import history, outcome
 from durox.core.commit import OutgoingMessage
 from durox.core.errors import ActivityFailed, InvalidArgument
 from durox.core.messages import CancelInstance
-from tests.core.builders import act_done, act_failed, child_done, kinds, turn
+from tests.core.builders import act_done, act_failed, child_done, kinds, timer_due, turn
 
 Gen = Generator[Any, Any, Any]
 
@@ -155,3 +155,42 @@ def test_child_in_a_block_completes_normally() -> None:
 
     h = list(turn(orch).new_events)
     assert turn(orch, h, [child_done(2, "4")]).outcome == outcome.Complete(output="[40]")
+
+
+def test_abandoned_block_whose_finally_yields_is_traced() -> None:
+    def stubborn(ctx: Any) -> Gen:
+        try:
+            yield ctx.schedule_activity("Slow")
+        finally:
+            yield ctx.schedule_timer(1)  # not allowed while closing
+
+    def orch(ctx: Any, _: Any) -> Gen:
+        index, _ = yield ctx.select(ctx.block(stubborn(ctx)), ctx.schedule_activity("Fast"))
+        return index
+
+    h = list(turn(orch).new_events)
+    result = turn(orch, h, [act_done(3)])
+    assert result.outcome == outcome.Complete(output="1")
+    assert [t.level for t in result.traces] == ["warning"]
+    assert result.traces[0].message.startswith("abandoned block raised while closing")
+
+
+def test_block_finally_may_schedule_compensation_replayably() -> None:
+    def guarded(ctx: Any) -> Gen:
+        try:
+            yield ctx.schedule_activity("Reserve")
+        finally:
+            ctx.schedule_activity("Release")  # fire and forget, while being cancelled
+
+    def orch(ctx: Any, _: Any) -> Gen:
+        index, _ = yield ctx.select(ctx.block(guarded(ctx)), ctx.schedule_timer(5))
+        yield ctx.schedule_timer(60)
+        return index
+
+    h = list(turn(orch).new_events)  # Reserve=2, timer=3
+    result = turn(orch, h, [timer_due(3)])
+    names = [getattr(e, "name", type(e).__name__) for e in result.new_events]
+    assert names == ["TimerFired", "Release", "TimerCreated", "ActivityCancelRequested"]
+    h += result.new_events
+    again = turn(orch, h)
+    assert again.new_events == () and again.outcome == outcome.Continue()

@@ -262,3 +262,46 @@ def test_identity_properties() -> None:
         "name": "orchestration",
         "version": "1.0.0",
     }
+
+
+def test_with_tag_rules() -> None:
+    def orch(ctx: Any, _: Any) -> Any:
+        messages: list[str] = []
+        try:
+            ctx.schedule_timer(1).with_tag("gpu")
+        except InvalidArgument as exc:
+            messages.append(str(exc))
+        first = ctx.schedule_activity("A")
+        yield ctx.schedule_timer(0)
+        try:
+            first.with_tag("late")
+        except InvalidArgument as exc:
+            messages.append(str(exc))
+        try:
+            ctx.schedule_activity("B").with_tag("")
+        except InvalidArgument as exc:
+            messages.append(str(exc))
+        return messages
+
+    from tests.core.builders import timer_due
+
+    h = list(turn(orch).new_events)
+    result = turn(orch, h, [timer_due(4)])
+    assert result.outcome == outcome.Complete(
+        output='["with_tag() applies to activities only",'
+        '"with_tag() must be called right after scheduling the activity, before any yield",'
+        '"tag must not be empty"]'
+    )
+
+
+def test_oversized_activity_input_raises_into_the_code() -> None:
+    def orch(ctx: Any, _: Any) -> Any:
+        try:
+            ctx.schedule_activity("A", "x" * 100)
+        except Exception as exc:
+            return [type(exc).__name__, "input of activity 'A'" in str(exc)]
+        yield  # pragma: no cover
+
+    result = turn(orch, max_payload_bytes=50)
+    assert result.outcome == outcome.Complete(output='["PayloadError",true]')
+    assert result.worker_items == ()

@@ -181,3 +181,55 @@ def test_read_from_another_instance_is_a_system_activity() -> None:
     (item,) = result.worker_items
     assert item.name == "__durox:get_kv_value"
     assert item.input == '{"instance_id":"other","key":"k"}'
+
+
+def test_key_limit_counts_keys_set_in_earlier_turns() -> None:
+    def orch(ctx: Any, _: Any) -> Gen:
+        for i in range(60):
+            ctx.set_kv_value(f"a{i}", i)
+        yield ctx.schedule_timer(1)
+        for i in range(40):
+            ctx.set_kv_value(f"b{i}", i)
+        try:
+            ctx.set_kv_value("one-too-many", 1)
+        except InvalidArgument:
+            return ctx.get_kv_length()
+
+    h = list(turn(orch).new_events)
+    result = turn(orch, h, [timer_due(62)])
+    assert result.outcome == outcome.Complete(output="100")
+
+
+def test_prune_removes_keys_set_in_the_current_turn() -> None:
+    def orch(ctx: Any, _: Any) -> Gen:
+        ctx.set_kv_value("fresh", 1)
+        return ctx.prune_kv_values_updated_before(T0 + 1)
+        yield  # pragma: no cover
+
+    result = turn(orch, now_ms=T0)
+    assert result.outcome == outcome.Complete(output="1")
+    assert kinds(result.kv_ops) == ["KeyValueSet", "KeyValueCleared"]
+
+
+def test_read_modify_write_across_continue_as_new_replays_cleanly() -> None:
+    # Duroxide 0.1.26: replay must read KV as of the execution's start, not the latest value
+    from durox.core.registry import Registry
+    from tests.core.harness import World
+
+    def orch(ctx: Any, rounds: int) -> Gen:
+        ctx.set_kv_value("count", (ctx.get_kv_value("count") or 0) + 1)
+        yield ctx.schedule_timer(1)
+        ctx.set_kv_value("count", ctx.get_kv_value("count") + 10)
+        yield ctx.schedule_timer(1)
+        if rounds > 1:
+            return (yield ctx.continue_as_new(rounds - 1))
+        return ctx.get_kv_value("count")
+
+    registry = Registry()
+    registry.add_orchestration("Counter", orch)
+    for sticky in (True, False):
+        world = World(registry, sticky=sticky)
+        world.start("c", "Counter", 3)
+        world.run()
+        assert world.output("c") == 33
+        assert world.kv("c") == {"count": 33}

@@ -242,3 +242,39 @@ def test_foreign_start_of_an_ended_instance_is_rejected_too() -> None:
     assert isinstance(decision, AckTurn) and decision.outcome == "discarded"
     (rejection,) = [m.message for m in decision.commit.orchestrator_items]
     assert isinstance(rejection, SubOrchestrationResult) and rejection.instance == "dad"
+
+
+def test_cancelled_child_surfaces_as_a_catchable_failure() -> None:
+    from durox.core.messages import SubOrchestrationResult as Result
+
+    caught: list[SubOrchestrationFailed] = []
+
+    def orch(ctx: Any, _: Any) -> Gen:
+        try:
+            yield ctx.schedule_sub_orchestration("Child")
+        except SubOrchestrationFailed as exc:
+            caught.append(exc)
+            return "child was cancelled"
+
+    h = list(turn(orch).new_events)
+    cancelled = ErrorDetails(category="application", kind="cancelled", message="by admin")
+    message = Result(instance=INSTANCE, execution_id=1, id=2, child_instance="c", error=cancelled)
+    assert turn(orch, h, [message]).outcome == outcome.Complete(output='"child was cancelled"')
+    assert caught[0].message == "canceled: by admin"
+    assert caught[0].details == cancelled
+
+
+def test_child_result_for_another_parent_execution_is_dropped() -> None:
+    h = list(turn(parent).new_events)
+    assert turn(parent, h, [child_done(2, "1", execution_id=2)]).new_events == ()
+
+
+def test_typed_child_result() -> None:
+    def orch(ctx: Any, _: Any) -> Gen:
+        pair = yield ctx.schedule_sub_orchestration("Child", result_type=tuple[str, int])
+        return [type(pair).__name__, *pair]
+
+    h = list(turn(orch).new_events)
+    assert turn(orch, h, [child_done(2, '["a",1]')]).outcome == outcome.Complete(
+        output='["tuple","a",1]'
+    )
