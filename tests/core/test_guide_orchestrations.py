@@ -8,7 +8,7 @@ import pytest
 
 from durox.core import history
 from tests.core.guide import SCENARIOS, Scenario, check_scenario, make_registry, run_scenario
-from tests.core.harness import Chooser, World
+from tests.core.harness import Chooser, World, comparable
 
 
 def _last(n: int) -> int:
@@ -123,3 +123,24 @@ def test_actor_carries_custom_status_and_unread_commands_across_executions() -> 
     assert isinstance(second, history.OrchestrationStarted)
     assert second.initial_custom_status == "total=3"
     assert second.input == '{"total":3}'
+
+
+@pytest.mark.parametrize("chooser", sorted(CHOOSERS))
+def test_sticky_and_replayed_runs_write_the_same_histories(chooser: str) -> None:
+    # Rule 7: resuming the cached state is the same as replaying the whole history
+    worlds = []
+    for sticky in (True, False):
+        world = World(make_registry(), chooser=CHOOSERS[chooser], sticky=sticky)
+        for scenario in SCENARIOS:
+            run_scenario(world, scenario)
+        worlds.append(world)
+    sticky_world, replay_world = worlds
+    assert sticky_world.instances.keys() == replay_world.instances.keys()
+    for instance, state in sticky_world.instances.items():
+        other = replay_world.instances[instance]
+        assert state.executions.keys() == other.executions.keys(), instance
+        for execution, events in state.executions.items():
+            assert [comparable(e) for e in events] == [
+                comparable(e) for e in other.executions[execution]
+            ], (instance, execution)
+    assert sticky_world.turns == replay_world.turns

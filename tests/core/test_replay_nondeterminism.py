@@ -249,3 +249,19 @@ def test_run_turn_never_raises_on_divergent_history(events: Sequence[history.Eve
     result = turn(one_activity("A"), events, [act_done(2), act_done(3)])
     assert isinstance(result.outcome, outcome.Fail)
     assert result.outcome.details.category == "configuration"
+
+
+def test_listing_shows_at_most_the_last_eight_matches() -> None:
+    def v2(ctx: Any, _: Any) -> Any:
+        for i in range(12):
+            yield ctx.schedule_activity(f"S{i}")
+        yield ctx.schedule_activity("Changed")
+
+    h: list[history.Event] = [started(1)]
+    for i in range(12):
+        h += [scheduled(len(h) + 1, f"S{i}"), completed(len(h) + 2, len(h) + 1)]
+    h.append(scheduled(len(h) + 1, "Original"))
+    lines = nondeterminism(turn(v2, h)).message.splitlines()
+    assert len(lines) == 2 + 8 + 1
+    assert "S4" in lines[2] and "S11" in lines[9]
+    assert "Original" in lines[10] and "Changed" in lines[10]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
+import attrs
+
 from durox.core import history, outcome
 from durox.core.commit import OutgoingMessage
 from durox.core.errors import ErrorDetails, SubOrchestrationFailed
@@ -278,3 +280,23 @@ def test_typed_child_result() -> None:
     assert turn(orch, h, [child_done(2, '["a",1]')]).outcome == outcome.Complete(
         output='["tuple","a",1]'
     )
+
+
+def test_two_parents_racing_for_one_child_id_the_second_is_rejected() -> None:
+    first = StartOrchestration(
+        instance="taken",
+        name="Child",
+        input="null",
+        parent_instance="mom",
+        parent_execution_id=1,
+        parent_id=2,
+    )
+    second = attrs.evolve(first, parent_instance="dad", parent_id=5)
+    decision = decide_turn(
+        _item((first, second)), _registry(), options=RuntimeOptions(), now_ms=T0, entropy=b""
+    )
+    assert isinstance(decision, AckTurn)
+    assert decision.commit.parent_instance == "mom"
+    (rejection,) = [m.message for m in decision.commit.orchestrator_items]
+    assert isinstance(rejection, SubOrchestrationResult)
+    assert (rejection.instance, rejection.id) == ("dad", 5)
