@@ -17,9 +17,11 @@ from tests.core.builders import (
     act_done,
     continued,
     kinds,
+    scheduled,
     started,
     turn,
 )
+from tests.core.builders import timer_due as timer_due_msg
 from tests.core.harness import World
 
 Gen = Generator[Any, Any, Any]
@@ -222,3 +224,29 @@ def test_world_runs_a_pinned_loop_to_its_end() -> None:
     assert world.output("loop") == "w2"
     assert world.instances["loop"].custom_status == "round 2"
     assert sorted(world.instances["loop"].executions) == [1, 2, 3]
+
+
+def test_cancel_beats_continue_as_new() -> None:
+    from tests.core.builders import cancel
+
+    def orch(ctx: Any, _: Any) -> Gen:
+        yield ctx.schedule_timer(1)
+        return (yield ctx.continue_as_new(1))
+
+    h = list(turn(orch).new_events)
+    result = turn(orch, h, [timer_due_msg(2), cancel("stop")])
+    assert isinstance(result.outcome, outcome.Fail)
+    assert result.outcome.details.kind == "cancelled"
+    assert not any(isinstance(m.message, ContinueAsNew) for m in result.orchestrator_items)
+    assert kinds(result.new_events)[-1] == "OrchestrationFailed"
+
+
+def test_nondeterminism_beats_continue_as_new() -> None:
+    def orch(ctx: Any, _: Any) -> Gen:
+        ctx.continue_as_new(1)
+        yield ctx.schedule_activity("Changed")
+
+    result = turn(orch, [started(1), scheduled(2, "Original")])
+    assert isinstance(result.outcome, outcome.Fail)
+    assert result.outcome.details.kind == "nondeterminism"
+    assert result.orchestrator_items == ()

@@ -314,3 +314,22 @@ def test_queue_message_carried_into_the_next_execution_is_consumed_first() -> No
     nxt = started(1, carry_forward=[("q", '"carried"')])
     result = turn(orch, started_event=nxt, msgs=[enqueue("q", '"new"')], execution_id=2)
     assert result.outcome == outcome.Complete(output='"carried"')
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a wait resolved by an event and then dropped as a select loser (an earlier "
+    "argument was already done) is not cancelled, so its event is consumed and the next wait "
+    "for that name never gets it (cancelled waits should be skipped, Nth live wait = Nth raise)",
+)
+def test_select_losing_wait_does_not_consume_its_event() -> None:
+    def orch(ctx: Any, _: Any) -> Gen:
+        wait = ctx.schedule_wait("E")
+        activity = ctx.schedule_activity("A")
+        yield ctx.schedule_timer(1)
+        index, _ = yield ctx.select(activity, wait)
+        return [index, (yield ctx.schedule_wait("E"))]
+
+    h = list(turn(orch).new_events)
+    result = turn(orch, h, [act_done(3), event("E", '"e"'), timer_due(4)])
+    assert result.outcome == outcome.Complete(output='[0,"e"]')
