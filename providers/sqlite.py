@@ -1505,19 +1505,11 @@ def _delete_tree(conn: sqlite3.Connection, instance: str, force: bool) -> Delete
         orchestrator = conn.execute(
             "DELETE FROM orchestrator_queue WHERE instance_id IN (SELECT instance_id FROM temp.durox_doomed)"
         ).rowcount
-        sessions = [
-            r[0]
-            for r in conn.execute(
-                "DELETE FROM worker_queue WHERE instance_id IN (SELECT instance_id FROM temp.durox_doomed)"
-                " RETURNING session_id"
-            )
-        ]
-        # Sessions only these activities used go too; shared ones stay.
-        conn.executemany(
-            "DELETE FROM sessions WHERE session_id = ? AND NOT EXISTS"
-            " (SELECT 1 FROM worker_queue w WHERE w.session_id = sessions.session_id)",
-            [(s,) for s in set(sessions) if s is not None],
-        )
+        # Sessions are keyed by session id alone and may serve other instances;
+        # once expired and unused they go through cleanup_orphaned_sessions.
+        activities = conn.execute(
+            "DELETE FROM worker_queue WHERE instance_id IN (SELECT instance_id FROM temp.durox_doomed)"
+        ).rowcount
         # Executions, history, locks and KV go by ON DELETE CASCADE. Deleting the
         # lock row makes an in-flight turn's ack fail with LockLost.
         conn.execute(
@@ -1529,7 +1521,7 @@ def _delete_tree(conn: sqlite3.Connection, instance: str, force: bool) -> Delete
         instances_deleted=len(tree),
         executions_deleted=executions,
         events_deleted=events,
-        queue_messages_deleted=orchestrator + len(sessions),
+        queue_messages_deleted=orchestrator + activities,
     )
 
 
