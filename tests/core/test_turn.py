@@ -288,3 +288,34 @@ def test_duplicate_start_of_a_running_instance_changes_nothing() -> None:
     assert isinstance(decision, AckTurn)
     assert decision.commit.new_events == () and decision.commit.orchestrator_items == ()
     assert decision.commit.orchestration_version == "1.0.0"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: decide_turn checks poison before noticing the instance ended, so a message "
+    "for a completed instance delivered more than max_attempts times appends OrchestrationFailed "
+    "after OrchestrationCompleted and rewrites the status to Failed",
+)
+def test_poisoned_message_for_an_ended_instance_is_discarded() -> None:
+    h = (started(1, "Greet"), orch_completed(2, '"done"'))
+    decision = decide(item(h, (act_done(2, instance="i"),), attempt=9))
+    assert isinstance(decision, AckTurn) and decision.outcome == "discarded"
+    assert decision.commit.new_events == () and decision.commit.status is None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: poisoning a pending continue_as_new appends OrchestrationFailed to the execution "
+    "that already ended with OrchestrationContinuedAsNew (commit.execution_id stays the old one) "
+    "instead of failing the new execution",
+)
+def test_poisoned_continue_as_new_fails_the_new_execution() -> None:
+    from durox.core.messages import ContinueAsNew
+    from tests.core.builders import continued
+
+    restart = ContinueAsNew(instance="i", execution_id=2, name="Greet", input='"y"')
+    h = (started(1, "Greet"), continued(2, '"y"'))
+    decision = decide(item(h, (restart,), attempt=9))
+    assert isinstance(decision, AckTurn) and decision.poisoned
+    assert decision.commit.execution_id == 2
+    assert kinds(decision.commit.new_events) == ["OrchestrationStarted", "OrchestrationFailed"]
