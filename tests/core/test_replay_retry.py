@@ -182,3 +182,30 @@ def test_delay_arithmetic() -> None:
 def test_large_multiplier_and_attempt_do_not_overflow(max_delay: float) -> None:
     backoff = Backoff.exponential(1.0, multiplier=10.0, max=max_delay)
     assert backoff.delay_for_attempt(400) == max_delay
+
+
+def test_total_timeout_lets_a_fast_success_through() -> None:
+    world = _world(
+        RetryPolicy(max_attempts=3, total_timeout=100, backoff=Backoff.fixed(1)), failures=1
+    )
+    assert world.output("r") == "ok after 2"
+    timers = [e for e in world.history("r") if isinstance(e, history.TimerCreated)]
+    assert [t.fire_at_ms - t.timestamp_ms for t in timers] == [100_000, 1000]
+
+
+def test_total_timeout_reports_exhausted_attempts_as_such() -> None:
+    world = _world(
+        RetryPolicy(max_attempts=2, total_timeout=100, backoff=Backoff.none()), failures=5
+    )
+    assert world.output("r") == {"failed": "attempt 2 failed", "type": "ConnectionError"}
+
+
+def test_retry_on_a_session_keeps_every_attempt_on_it() -> None:
+    def orch(ctx: Any, _: Any) -> Gen:
+        policy = RetryPolicy(max_attempts=2, backoff=Backoff.none())
+        return (yield ctx.schedule_activity_with_retry("A", 1, policy, session_id="s", tag="t"))
+
+    h = list(turn(orch).new_events)
+    result = turn(orch, h, [act_failed(2)])
+    attempts = [e for e in h + list(result.new_events) if isinstance(e, history.ActivityScheduled)]
+    assert [(e.session_id, e.tag) for e in attempts] == [("s", "t"), ("s", "t")]
