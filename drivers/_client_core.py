@@ -14,6 +14,7 @@ and an async runner drive them.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar, Union, cast
@@ -68,8 +69,9 @@ Step = Union[Callable[[], Any], Sleep]
 Plan = Generator[Step, Any, T]
 
 
-def run_plan(plan: Plan[T]) -> T:
-    """Drive a plan with blocking calls and ``time.sleep``."""
+def run_plan(plan: Plan[T], provider: object = None) -> T:
+    """Drive a plan with blocking calls; sleeps end early when a runtime in this
+    process commits a turn on ``provider``."""
     value: Any = None
     while True:
         try:
@@ -77,7 +79,12 @@ def run_plan(plan: Plan[T]) -> T:
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
         if isinstance(step, Sleep):
-            time.sleep(step.seconds)
+            changed = threading.Event()
+            cancel = _hub.on_next_change(provider, changed.set)
+            try:
+                changed.wait(step.seconds)
+            finally:
+                cancel()
             value = None
         else:
             value = step()
@@ -263,7 +270,7 @@ class ClientCore:
         (``None``: wait forever), :class:`~durox.errors.InstanceNotFound` if no
         such instance exists.
         """
-        return run_plan(self.plan_wait_for_orchestration(instance_id, timeout))
+        return run_plan(self.plan_wait_for_orchestration(instance_id, timeout), self.provider)
 
     def plan_wait_for_status_change(
         self, instance_id: str, last_seen_version: int, timeout: float | None
@@ -296,7 +303,9 @@ class ClientCore:
 
         Returns the status then; :class:`~durox.errors.WaitTimeout` when time runs out.
         """
-        return run_plan(self.plan_wait_for_status_change(instance_id, last_seen_version, timeout))
+        return run_plan(
+            self.plan_wait_for_status_change(instance_id, last_seen_version, timeout), self.provider
+        )
 
     # -- KV ------------------------------------------------------------------------------------
 
@@ -341,7 +350,7 @@ class ClientCore:
 
     def wait_for_kv_value(self, instance_id: str, key: str, timeout: float | None = None) -> Any:
         """Block until KV ``key`` of ``instance_id`` has a value; return it (decoded)."""
-        return run_plan(self.plan_wait_for_kv_value(instance_id, key, timeout))
+        return run_plan(self.plan_wait_for_kv_value(instance_id, key, timeout), self.provider)
 
     # -- management ---------------------------------------------------------------------------
 
@@ -474,6 +483,7 @@ class AsyncClientBase:
         raise NotImplementedError
 
     async def _sleep(self, seconds: float) -> None:
+        """Sleep ``seconds`` on the loop, ending early at the next in-process commit."""
         raise NotImplementedError
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

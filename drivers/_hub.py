@@ -10,7 +10,9 @@ interval to notice work made in the same process:
   dispatchers wake (and recompute when the next timer is due);
 * a turn's commit that cancels activities -> the runtimes running them
   signal cancellation at once instead of at their next lock renewal;
-* an activity result -> orchestration dispatchers wake.
+* an activity result -> orchestration dispatchers wake;
+* any committed turn (status, custom status, KV may have changed) -> clients
+  blocked in a ``wait_for_*`` poll again at once.
 
 Work written by other processes is found by the slow backstop poll (or, on
 PostgreSQL, by LISTEN/NOTIFY through ``provider.wait_for_work``).
@@ -21,13 +23,21 @@ their own loop in a thread-safe way; they never block.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from durox.core.commit import ActivityRef
 
-__all__ = ["Listener", "activities_cancelled", "subscribe", "work_enqueued"]
+__all__ = [
+    "Listener",
+    "activities_cancelled",
+    "on_next_change",
+    "state_changed",
+    "subscribe",
+    "work_enqueued",
+]
 
 
 class Listener(Protocol):
@@ -86,3 +96,33 @@ def activities_cancelled(provider: object, refs: Iterable[ActivityRef]) -> None:
     if refs:
         for listener in _current(provider):
             listener.cancel_activities(refs)
+
+
+_change_waiters: dict[int, list[Callable[[], object]]] = {}
+
+
+def on_next_change(provider: object, callback: Callable[[], object]) -> Callable[[], None]:
+    """Call ``callback()`` once, at the next committed turn on ``provider``; returns a canceller."""
+    key = id(provider)
+    with _lock:
+        _change_waiters.setdefault(key, []).append(callback)
+
+    def cancel() -> None:
+        with _lock:
+            waiters = _change_waiters.get(key)
+            if waiters and callback in waiters:
+                waiters.remove(callback)
+                if not waiters:
+                    del _change_waiters[key]
+
+    return cancel
+
+
+def state_changed(provider: object) -> None:
+    """A turn was committed on ``provider``: wake the clients waiting for a change."""
+    with _lock:
+        waiters = _change_waiters.pop(id(provider), None)
+    for callback in waiters or ():
+        # A waiter whose loop has ended has nobody left to wake.
+        with contextlib.suppress(Exception):
+            callback()

@@ -517,6 +517,7 @@ class RuntimeCore:
                 },
             )
         self._count_turn(item, decision)
+        _hub.state_changed(self.provider)  # last: a woken client sees the metrics too
 
     def _count_turn(self, item: OrchestrationItem, decision: AckTurn) -> None:
         self.metrics.add("orchestration_turns")
@@ -615,7 +616,8 @@ class RuntimeCore:
                     message.instance,
                     item.attempt_count - 1,
                 )
-            self._ack_activity(item, plan.result)
+            if self._ack_activity(item, plan.result):
+                _hub.work_enqueued(self.provider, orchestrator=True)
             return None
         if isinstance(plan, ReadKvValue):
             self._release_session(item)
@@ -634,7 +636,8 @@ class RuntimeCore:
                 return None
             except Exception as exc:
                 result = activity_raised(message, exc, attempt=item.attempt_count)
-            self._ack_activity(item, result)
+            if self._ack_activity(item, result):
+                _hub.work_enqueued(self.provider, orchestrator=True)
             return None
         job = ActivityJob(item, plan.definition, plan.input, Cancellation(self._async_waiter))
         factory = self._async_client_factory if plan.definition.is_async else None
@@ -748,6 +751,7 @@ class RuntimeCore:
             else:
                 self.metrics.add("activities_failed")
                 self.metrics.failure(activity_result.error.category)
+            _hub.work_enqueued(self.provider, orchestrator=True)
 
     def abort_activity(self, job: ActivityJob, *, reason: str, requeue: bool) -> None:
         """Stop waiting for ``job``: drop its result; ``requeue`` puts the work back for another run."""
@@ -812,7 +816,6 @@ class RuntimeCore:
                 log.exception("the provider refused the result of activity %r", item.message.name)
                 self._abandon_activity(item, 1000)
                 return False
-            _hub.work_enqueued(self.provider, orchestrator=True)
             return True
         return False  # pragma: no cover
 

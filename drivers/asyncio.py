@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from durox.core.codec import DEFAULT_MAX_PAYLOAD_BYTES
 from durox.core.options import RuntimeOptions
 from durox.core.registry import Registry
+from durox.drivers import _hub
 from durox.drivers._activity import Cancellation
 from durox.drivers._client_core import AsyncClientBase
 from durox.drivers._metrics import RuntimeMetrics
@@ -44,7 +45,19 @@ class Client(AsyncClientBase):  # type: ignore[misc, unused-ignore]
         return await asyncio.get_running_loop().run_in_executor(None, fn)
 
     async def _sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+        loop = asyncio.get_running_loop()
+        changed = asyncio.Event()
+
+        def wake() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(changed.set)
+
+        cancel = _hub.on_next_change(self.provider, wake)
+        try:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(changed.wait(), seconds)
+        finally:
+            cancel()
 
 
 class _Wake:

@@ -22,6 +22,7 @@ import trio
 from durox.core.codec import DEFAULT_MAX_PAYLOAD_BYTES
 from durox.core.options import RuntimeOptions
 from durox.core.registry import Registry
+from durox.drivers import _hub
 from durox.drivers._activity import Cancellation
 from durox.drivers._client_core import AsyncClientBase
 from durox.drivers._metrics import RuntimeMetrics
@@ -45,7 +46,19 @@ class Client(AsyncClientBase):  # type: ignore[misc, unused-ignore]
         return await trio.to_thread.run_sync(fn)
 
     async def _sleep(self, seconds: float) -> None:
-        await trio.sleep(seconds)
+        changed = trio.Event()
+        token = trio.lowlevel.current_trio_token()
+
+        def wake() -> None:
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(changed.set)
+
+        cancel = _hub.on_next_change(self.provider, wake)
+        try:
+            with trio.move_on_after(seconds):
+                await changed.wait()
+        finally:
+            cancel()
 
 
 class _Wake:
