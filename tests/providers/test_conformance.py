@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from durox.providers.testing import ProviderConformance, ProviderFactory, check_provider
+from durox.providers.testing import (
+    MemoryFactory,
+    ProviderConformance,
+    ProviderFactory,
+    check_provider,
+)
 
 
 class TestMemoryProvider(ProviderConformance):
-    @pytest.fixture
-    def conformance_factory(self, memory_factory: ProviderFactory) -> ProviderFactory:
-        return memory_factory
+    # The plain style a user's own test file would use.
+    factory = MemoryFactory()
 
 
 class TestSqliteFile(ProviderConformance):

@@ -15,6 +15,7 @@ from durox.providers import memory as memory_module
 from durox.providers.base import Provider
 from durox.providers.testing import ManualClock, MemoryFactory, ProviderFactory, check_provider
 from durox.providers.testing import clock as clock_module
+from durox.providers.testing import runner as runner_module
 from durox.providers.testing.suite import ALL_CHECKS, categories
 
 
@@ -41,7 +42,7 @@ def test_manual_clock_only_moves_forward() -> None:
 
 
 def test_doctests() -> None:
-    for module in (memory_module, clock_module):
+    for module in (memory_module, clock_module, runner_module):
         assert doctest.testmod(module).failed == 0
 
 
