@@ -61,3 +61,16 @@ def test_sticky_turn_traces_only_new_work() -> None:
     result = turn(orch, h, [act_done(2, '"a"')], state=first.state)
     assert seen == [("after A", False)]  # the code is resumed, not re-run
     assert [t.message for t in result.traces] == ["got a"]
+
+
+def test_engine_warnings_are_not_repeated_on_replay() -> None:
+    from tests.core.builders import event, raised, started, subscribed
+
+    def waiter(ctx: Any, _: Any) -> Gen:
+        return (yield ctx.schedule_wait("Go"))
+
+    # an event with no pending wait was dropped (and warned about) when first recorded
+    h = [started(1), raised(2, "Other", "1"), subscribed(3, "Go")]
+    result = turn(waiter, h, [event("Go", "2")])
+    assert result.traces == ()
+    assert result.new_events[-1].output == "2"

@@ -319,3 +319,10 @@ def test_poisoned_continue_as_new_fails_the_new_execution() -> None:
     assert isinstance(decision, AckTurn) and decision.poisoned
     assert decision.commit.execution_id == 2
     assert kinds(decision.commit.new_events) == ["OrchestrationStarted", "OrchestrationFailed"]
+
+
+def test_running_instance_whose_version_is_gone_is_abandoned() -> None:
+    h = (started(1, "Greet", input='"x"', version="0.9.0"), scheduled(2, "A", '"x"'))
+    decision = decide(item(h, (act_done(2, instance="i"),)))
+    assert isinstance(decision, AbandonTurn)
+    assert "'Greet' version 0.9.0 is not registered" in decision.reason
