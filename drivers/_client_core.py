@@ -69,9 +69,12 @@ Step = Union[Callable[[], Any], Sleep]
 Plan = Generator[Step, Any, T]
 
 
-def run_plan(plan: Plan[T], provider: object = None) -> T:
-    """Drive a plan with blocking calls; sleeps end early when a runtime in this
-    process commits a turn on ``provider``."""
+def run_plan(plan: Plan[T], provider: object = None, instance: str = "") -> T:
+    """Drive a plan with blocking calls.
+
+    Sleeps end early when a runtime in this process commits a turn of
+    ``instance`` on ``provider``.
+    """
     value: Any = None
     while True:
         try:
@@ -80,7 +83,7 @@ def run_plan(plan: Plan[T], provider: object = None) -> T:
             return stop.value  # type: ignore[no-any-return]
         if isinstance(step, Sleep):
             changed = threading.Event()
-            cancel = _hub.on_next_change(provider, changed.set)
+            cancel = _hub.on_next_change(provider, instance, changed.set)
             try:
                 changed.wait(step.seconds)
             finally:
@@ -270,7 +273,9 @@ class ClientCore:
         (``None``: wait forever), :class:`~durox.errors.InstanceNotFound` if no
         such instance exists.
         """
-        return run_plan(self.plan_wait_for_orchestration(instance_id, timeout), self.provider)
+        return run_plan(
+            self.plan_wait_for_orchestration(instance_id, timeout), self.provider, instance_id
+        )
 
     def plan_wait_for_status_change(
         self, instance_id: str, last_seen_version: int, timeout: float | None
@@ -304,7 +309,9 @@ class ClientCore:
         Returns the status then; :class:`~durox.errors.WaitTimeout` when time runs out.
         """
         return run_plan(
-            self.plan_wait_for_status_change(instance_id, last_seen_version, timeout), self.provider
+            self.plan_wait_for_status_change(instance_id, last_seen_version, timeout),
+            self.provider,
+            instance_id,
         )
 
     # -- KV ------------------------------------------------------------------------------------
@@ -350,7 +357,9 @@ class ClientCore:
 
     def wait_for_kv_value(self, instance_id: str, key: str, timeout: float | None = None) -> Any:
         """Block until KV ``key`` of ``instance_id`` has a value; return it (decoded)."""
-        return run_plan(self.plan_wait_for_kv_value(instance_id, key, timeout), self.provider)
+        return run_plan(
+            self.plan_wait_for_kv_value(instance_id, key, timeout), self.provider, instance_id
+        )
 
     # -- management ---------------------------------------------------------------------------
 
@@ -482,15 +491,17 @@ class AsyncClientBase:
     async def _to_thread(self, fn: Callable[[], T]) -> T:
         raise NotImplementedError
 
-    async def _sleep(self, seconds: float) -> None:
-        """Sleep ``seconds`` on the loop, ending early at the next in-process commit."""
+    async def _sleep(self, seconds: float, instance: str) -> None:
+        """Sleep ``seconds`` on the loop, ending early at the next in-process turn of ``instance``."""
         raise NotImplementedError
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await self._to_thread(lambda: fn(*args, **kwargs))
 
-    async def _drive(self, plan: Plan[T]) -> T:
-        return await run_plan_async(plan, self._to_thread, self._sleep)
+    async def _drive(self, plan: Plan[T], instance: str) -> T:
+        return await run_plan_async(
+            plan, self._to_thread, lambda seconds: self._sleep(seconds, instance)
+        )
 
     async def start_orchestration(
         self, instance_id: str, name: str, input: object = None, *, version: str | None = None
@@ -518,14 +529,17 @@ class AsyncClientBase:
         self, instance_id: str, timeout: float | None = None
     ) -> OrchestrationStatus:
         """See :meth:`ClientCore.wait_for_orchestration`."""
-        return await self._drive(self._core.plan_wait_for_orchestration(instance_id, timeout))
+        return await self._drive(
+            self._core.plan_wait_for_orchestration(instance_id, timeout), instance_id
+        )
 
     async def wait_for_status_change(
         self, instance_id: str, last_seen_version: int, timeout: float | None = None
     ) -> OrchestrationStatus:
         """See :meth:`ClientCore.wait_for_status_change`."""
         return await self._drive(
-            self._core.plan_wait_for_status_change(instance_id, last_seen_version, timeout)
+            self._core.plan_wait_for_status_change(instance_id, last_seen_version, timeout),
+            instance_id,
         )
 
     async def get_kv_value(self, instance_id: str, key: str) -> Any:
@@ -540,7 +554,9 @@ class AsyncClientBase:
         self, instance_id: str, key: str, timeout: float | None = None
     ) -> Any:
         """See :meth:`ClientCore.wait_for_kv_value`."""
-        return await self._drive(self._core.plan_wait_for_kv_value(instance_id, key, timeout))
+        return await self._drive(
+            self._core.plan_wait_for_kv_value(instance_id, key, timeout), instance_id
+        )
 
     def has_management_capability(self) -> bool:
         """See :meth:`ClientCore.has_management_capability` (no I/O, so not async)."""

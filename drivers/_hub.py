@@ -98,12 +98,17 @@ def activities_cancelled(provider: object, refs: Iterable[ActivityRef]) -> None:
             listener.cancel_activities(refs)
 
 
-_change_waiters: dict[int, list[Callable[[], object]]] = {}
+_change_waiters: dict[tuple[int, str], list[Callable[[], object]]] = {}
 
 
-def on_next_change(provider: object, callback: Callable[[], object]) -> Callable[[], None]:
-    """Call ``callback()`` once, at the next committed turn on ``provider``; returns a canceller."""
-    key = id(provider)
+def on_next_change(
+    provider: object, instance: str, callback: Callable[[], object]
+) -> Callable[[], None]:
+    """Call ``callback()`` once, at the next turn of ``instance`` committed on ``provider``.
+
+    Returns a canceller.
+    """
+    key = (id(provider), instance)
     with _lock:
         _change_waiters.setdefault(key, []).append(callback)
 
@@ -118,10 +123,10 @@ def on_next_change(provider: object, callback: Callable[[], object]) -> Callable
     return cancel
 
 
-def state_changed(provider: object) -> None:
-    """A turn was committed on ``provider``: wake the clients waiting for a change."""
+def state_changed(provider: object, instance: str) -> None:
+    """A turn of ``instance`` was committed on ``provider``: wake the clients waiting on it."""
     with _lock:
-        waiters = _change_waiters.pop(id(provider), None)
+        waiters = _change_waiters.pop((id(provider), instance), None)
     for callback in waiters or ():
         # A waiter whose loop has ended has nobody left to wake.
         with contextlib.suppress(Exception):

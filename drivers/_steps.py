@@ -517,7 +517,9 @@ class RuntimeCore:
                 },
             )
         self._count_turn(item, decision)
-        _hub.state_changed(self.provider)  # last: a woken client sees the metrics too
+        _hub.state_changed(
+            self.provider, item.instance
+        )  # last: a woken client sees the metrics too
 
     def _count_turn(self, item: OrchestrationItem, decision: AckTurn) -> None:
         self.metrics.add("orchestration_turns")

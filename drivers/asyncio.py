@@ -44,7 +44,7 @@ class Client(AsyncClientBase):  # type: ignore[misc, unused-ignore]
     async def _to_thread(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(None, fn)
 
-    async def _sleep(self, seconds: float) -> None:
+    async def _sleep(self, seconds: float, instance: str) -> None:
         loop = asyncio.get_running_loop()
         changed = asyncio.Event()
 
@@ -52,7 +52,7 @@ class Client(AsyncClientBase):  # type: ignore[misc, unused-ignore]
             with contextlib.suppress(RuntimeError):  # the loop has closed
                 loop.call_soon_threadsafe(changed.set)
 
-        cancel = _hub.on_next_change(self.provider, wake)
+        cancel = _hub.on_next_change(self.provider, instance, wake)
         try:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(changed.wait(), seconds)

@@ -45,7 +45,7 @@ class Client(AsyncClientBase):  # type: ignore[misc, unused-ignore]
     async def _to_thread(self, fn: Callable[[], T]) -> T:
         return await trio.to_thread.run_sync(fn)
 
-    async def _sleep(self, seconds: float) -> None:
+    async def _sleep(self, seconds: float, instance: str) -> None:
         changed = trio.Event()
         token = trio.lowlevel.current_trio_token()
 
@@ -53,7 +53,7 @@ class Client(AsyncClientBase):  # type: ignore[misc, unused-ignore]
             with contextlib.suppress(trio.RunFinishedError):
                 token.run_sync_soon(changed.set)
 
-        cancel = _hub.on_next_change(self.provider, wake)
+        cancel = _hub.on_next_change(self.provider, instance, wake)
         try:
             with trio.move_on_after(seconds):
                 await changed.wait()
