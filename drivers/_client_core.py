@@ -202,7 +202,7 @@ class ClientCore:
         self.provider.create_instance(
             StartOrchestration(instance=instance_id, name=name, input=text, version=version)
         )
-        _hub.work_enqueued(self.provider, orchestrator=True)
+        _hub.work_enqueued(self.provider, orchestrator=1)
 
     def raise_event(self, instance_id: str, event_name: str, data: object = None) -> None:
         """Deliver external event ``event_name`` to ``instance_id`` (the Nth wait gets the Nth raise).
@@ -235,7 +235,7 @@ class ClientCore:
 
     def _enqueue(self, message: ExternalRaised | QueueMessage | CancelInstance) -> None:
         self.provider.enqueue_orchestrator(message)  # InstanceNotFound for an unknown id
-        _hub.work_enqueued(self.provider, orchestrator=True)
+        _hub.work_enqueued(self.provider, orchestrator=1)
 
     # -- status ----------------------------------------------------------------------------
 

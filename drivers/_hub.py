@@ -43,11 +43,11 @@ __all__ = [
 class Listener(Protocol):
     """What a runtime exposes to be woken."""
 
-    def wake_orchestrator(self) -> None:
-        """New orchestrator-queue work (or a new timer) exists."""
+    def wake_orchestrator(self, count: int) -> None:
+        """``count`` new orchestrator-queue messages (or timers) exist: wake up to that many slots."""
 
-    def wake_worker(self) -> None:
-        """New worker-queue work exists."""
+    def wake_worker(self, count: int) -> None:
+        """``count`` new activities exist: wake up to that many worker slots."""
 
     def cancel_activities(self, refs: Iterable[ActivityRef]) -> None:
         """These activities were cancelled by their orchestration."""
@@ -81,13 +81,17 @@ def _current(provider: object) -> tuple[Listener, ...]:
         return _listeners.get(id(provider), ())
 
 
-def work_enqueued(provider: object, *, orchestrator: bool = False, worker: bool = False) -> None:
-    """Tell every runtime on ``provider`` that queue work was just written."""
+def work_enqueued(provider: object, *, orchestrator: int = 0, worker: int = 0) -> None:
+    """Tell every runtime on ``provider`` how many queue messages were just written.
+
+    Runtimes wake only that many idle slots: waking them all would make the
+    rest fetch nothing, a wasted write transaction each.
+    """
     for listener in _current(provider):
         if orchestrator:
-            listener.wake_orchestrator()
+            listener.wake_orchestrator(int(orchestrator))
         if worker:
-            listener.wake_worker()
+            listener.wake_worker(int(worker))
 
 
 def activities_cancelled(provider: object, refs: Iterable[ActivityRef]) -> None:

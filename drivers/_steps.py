@@ -53,7 +53,10 @@ from durox.drivers._metrics import Metrics, RuntimeMetrics
 from durox.drivers._timers import TimerHandle, Timers
 from durox.providers.base import Provider, SessionClaim
 
-__all__ = ["ActivityJob", "RuntimeCore"]
+__all__ = ["WAKE_ALL", "ActivityJob", "RuntimeCore"]
+
+WAKE_ALL = 1 << 30
+"""Wake count meaning every idle slot (shutdown, notifications from other processes)."""
 
 log = logging.getLogger("durox.runtime")
 orchestration_log = logging.getLogger("durox.orchestration")
@@ -171,8 +174,8 @@ class RuntimeCore:
         options: RuntimeOptions,
         *,
         driver: str,
-        wake_orchestrator: Callable[[], None],
-        wake_worker: Callable[[], None],
+        wake_orchestrator: Callable[[int], None],
+        wake_worker: Callable[[int], None],
         sync_client_factory: Callable[[], Any],
         async_client_factory: Callable[[], Any] | None = None,
         async_waiter: AsyncWaiter | None = None,
@@ -270,13 +273,13 @@ class RuntimeCore:
 
     # -- hub listener ------------------------------------------------------------------------
 
-    def wake_orchestrator(self) -> None:
-        """Hub callback: orchestrator work appeared."""
-        self._wake_orchestrator()
+    def wake_orchestrator(self, count: int) -> None:
+        """Hub callback: ``count`` orchestrator messages appeared."""
+        self._wake_orchestrator(count)
 
-    def wake_worker(self) -> None:
-        """Hub callback: worker work appeared."""
-        self._wake_worker()
+    def wake_worker(self, count: int) -> None:
+        """Hub callback: ``count`` activities appeared."""
+        self._wake_worker(count)
 
     def cancel_activities(self, refs: Iterable[ActivityRef]) -> None:
         """Hub callback: a commit cancelled these activities; signal the ones running here now."""
@@ -290,8 +293,9 @@ class RuntimeCore:
         while not self._closed.is_set():
             try:
                 if wait_for_work(self.options.poll_interval):
-                    self._wake_orchestrator()
-                    self._wake_worker()
+                    # Unknown amount of work from elsewhere: every idle slot looks.
+                    self._wake_orchestrator(WAKE_ALL)
+                    self._wake_worker(WAKE_ALL)
             except ProviderClosed:
                 return
             except Exception:
@@ -497,8 +501,8 @@ class RuntimeCore:
         if commit.worker_items or commit.orchestrator_items:
             _hub.work_enqueued(
                 self.provider,
-                orchestrator=bool(commit.orchestrator_items),
-                worker=bool(commit.worker_items),
+                orchestrator=len({item.message.instance for item in commit.orchestrator_items}),
+                worker=len(commit.worker_items),
             )
         if commit.cancelled_activities:
             _hub.activities_cancelled(self.provider, commit.cancelled_activities)
@@ -619,7 +623,7 @@ class RuntimeCore:
                     item.attempt_count - 1,
                 )
             if self._ack_activity(item, plan.result):
-                _hub.work_enqueued(self.provider, orchestrator=True)
+                _hub.work_enqueued(self.provider, orchestrator=1)
             return None
         if isinstance(plan, ReadKvValue):
             self._release_session(item)
@@ -639,7 +643,7 @@ class RuntimeCore:
             except Exception as exc:
                 result = activity_raised(message, exc, attempt=item.attempt_count)
             if self._ack_activity(item, result):
-                _hub.work_enqueued(self.provider, orchestrator=True)
+                _hub.work_enqueued(self.provider, orchestrator=1)
             return None
         job = ActivityJob(item, plan.definition, plan.input, Cancellation(self._async_waiter))
         factory = self._async_client_factory if plan.definition.is_async else None
@@ -753,7 +757,7 @@ class RuntimeCore:
             else:
                 self.metrics.add("activities_failed")
                 self.metrics.failure(activity_result.error.category)
-            _hub.work_enqueued(self.provider, orchestrator=True)
+            _hub.work_enqueued(self.provider, orchestrator=1)
 
     def abort_activity(self, job: ActivityJob, *, reason: str, requeue: bool) -> None:
         """Stop waiting for ``job``: drop its result; ``requeue`` puts the work back for another run."""
@@ -843,7 +847,7 @@ class RuntimeCore:
                 "abandon of activity %r failed (%s); its lock will expire", item.message.name, exc
             )
         if delay_ms == 0:
-            _hub.work_enqueued(self.provider, worker=True)
+            _hub.work_enqueued(self.provider, worker=1)
 
     # -- sessions ---------------------------------------------------------------------------------
 

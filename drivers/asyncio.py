@@ -11,10 +11,10 @@ is cancelled, and a ``def`` activity's thread is abandoned (its result dropped).
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import functools
-import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -25,7 +25,7 @@ from durox.drivers import _hub
 from durox.drivers._activity import Cancellation
 from durox.drivers._client_core import AsyncClientBase
 from durox.drivers._metrics import RuntimeMetrics
-from durox.drivers._steps import ActivityJob, RuntimeCore
+from durox.drivers._steps import WAKE_ALL, ActivityJob, RuntimeCore
 from durox.providers.base import Provider
 
 __all__ = ["Client", "Runtime"]
@@ -61,28 +61,49 @@ class Client(AsyncClientBase):  # type: ignore[misc, unused-ignore]
 
 
 class _Wake:
-    """Wakes every slot task of a pool; ``notify`` may be called from any thread."""
+    """Wakes idle slot tasks of a pool; ``notify`` may be called from any thread.
+
+    ``generation`` counts notifies so a notify during a fetch is never lost
+    (see the threads driver's ``_Wake``).
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._event = asyncio.Event()
+        self._sleepers: collections.deque[asyncio.Future[None]] = collections.deque()
         self.generation = 0
 
-    def notify(self) -> None:
+    def notify(self, count: int = WAKE_ALL) -> None:
+        """Wake up to ``count`` sleeping slots."""
         # A closed loop has nobody left to wake.
         with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._notify)
+            self._loop.call_soon_threadsafe(self._notify, count)
 
-    def _notify(self) -> None:
+    def _notify(self, count: int) -> None:
         self.generation += 1
-        self._event.set()
-        self._event = asyncio.Event()
+        while count > 0 and self._sleepers:
+            sleeper = self._sleepers.popleft()
+            if not sleeper.done():
+                sleeper.set_result(None)
+                count -= 1
 
     async def wait(self, seen: int, timeout: float) -> None:
+        """Sleep up to ``timeout`` unless a notify happened since ``seen`` was read."""
         if self.generation != seen or timeout <= 0:
             return
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
+        sleeper: asyncio.Future[None] = self._loop.create_future()
+        self._sleepers.append(sleeper)
+        timer = self._loop.call_later(timeout, _resolve, sleeper)
+        try:
+            await sleeper
+        finally:
+            timer.cancel()
+            with contextlib.suppress(ValueError):  # already taken by a notify
+                self._sleepers.remove(sleeper)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 async def _waiter(cancellation: Cancellation) -> None:
@@ -98,22 +119,6 @@ async def _waiter(cancellation: Cancellation) -> None:
 
     cancellation.add_callback(fire)
     await future
-
-
-def _in_new_thread(fn: Callable[[], T]) -> concurrent.futures.Future[T]:
-    """Run ``fn`` on a fresh daemon thread: abandoning it never starves a pool."""
-    future: concurrent.futures.Future[T] = concurrent.futures.Future()
-
-    def run() -> None:
-        if not future.set_running_or_notify_cancel():
-            return
-        try:
-            future.set_result(fn())
-        except BaseException as exc:
-            future.set_exception(exc)
-
-    threading.Thread(target=run, name="durox-activity", daemon=True).start()
-    return future
 
 
 class Runtime:
@@ -185,6 +190,7 @@ class Runtime:
             max_workers=options.orchestration_concurrency + options.worker_concurrency + 2,
             thread_name_prefix=f"durox-{self._core.runtime_id}",
         )
+        self._activity_executor = self._new_activity_executor()
         self._core.start()
         for _ in range(options.orchestration_concurrency):
             self._tasks.append(loop.create_task(self._orchestration_loop()))
@@ -227,6 +233,20 @@ class Runtime:
             core.close()
             if self._executor is not None:
                 self._executor.shutdown(wait=False)
+                self._activity_executor.shutdown(wait=False)
+
+    def _new_activity_executor(self) -> concurrent.futures.ThreadPoolExecutor:
+        return concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.options.worker_concurrency,
+            thread_name_prefix=f"durox-activity-{self._require_core().runtime_id}",
+        )
+
+    def _abandon_activity_thread(self, executor: concurrent.futures.ThreadPoolExecutor) -> None:
+        # A def activity ignored cancellation: its thread stays with it, so later
+        # activities get a fresh pool instead of one with a slot fewer.
+        if self._activity_executor is executor and not self._stopping:
+            self._activity_executor = self._new_activity_executor()
+            executor.shutdown(wait=False)
 
     async def _in_thread(self, fn: Callable[[], T]) -> T:
         return await self._loop.run_in_executor(self._executor, fn)
@@ -254,11 +274,17 @@ class Runtime:
     async def _run(self, core: RuntimeCore, job: ActivityJob) -> None:
         loop = self._loop
         if not job.definition.is_async:
-            # Function and ack on a thread of its own: abandoning it never starves a pool.
-            work: asyncio.Future[Any] = asyncio.wrap_future(
-                _in_new_thread(functools.partial(core.run_sync_activity, job))
+            # Function and ack in one pool thread (one hop).
+            executor = self._activity_executor
+            work: asyncio.Future[Any] = loop.run_in_executor(
+                executor, functools.partial(core.run_sync_activity, job)
             )
-            job.set_abort_handler(lambda: loop.call_soon_threadsafe(work.cancel))
+
+            def abort() -> None:
+                self._abandon_activity_thread(executor)
+                work.cancel()
+
+            job.set_abort_handler(lambda: loop.call_soon_threadsafe(abort))
             try:
                 await work
             except asyncio.CancelledError:

@@ -30,7 +30,7 @@ from durox.core.registry import Registry
 from durox.drivers._activity import Cancellation
 from durox.drivers._client_core import ClientCore
 from durox.drivers._metrics import RuntimeMetrics
-from durox.drivers._steps import ActivityJob, RuntimeCore
+from durox.drivers._steps import WAKE_ALL, ActivityJob, RuntimeCore
 from durox.providers.base import Provider
 
 __all__ = ["Client", "Runtime"]
@@ -46,16 +46,22 @@ class Client(ClientCore):  # type: ignore[misc, unused-ignore]
 
 
 class _Wake:
-    """A level-triggered wake-up shared by a pool of slots (thread-safe, never loses a notify)."""
+    """Wakes idle slots of a pool (thread-safe; a notify is never lost).
+
+    ``generation`` counts notifies: a slot reads it before fetching and skips
+    its sleep if it changed meanwhile, so work that arrives during a fetch
+    that found nothing is not missed.
+    """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self.generation = 0
 
-    def notify(self) -> None:
+    def notify(self, count: int = WAKE_ALL) -> None:
+        """Wake up to ``count`` sleeping slots."""
         with self._cond:
             self.generation += 1
-            self._cond.notify_all()
+            self._cond.notify(count)
 
     def wait(self, seen: int, timeout: float) -> None:
         """Sleep up to ``timeout`` unless a notify happened since ``seen`` was read."""

@@ -11,6 +11,7 @@ thread is abandoned (``abandon_on_cancel``; its result is dropped).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import math
@@ -26,7 +27,7 @@ from durox.drivers import _hub
 from durox.drivers._activity import Cancellation
 from durox.drivers._client_core import AsyncClientBase
 from durox.drivers._metrics import RuntimeMetrics
-from durox.drivers._steps import ActivityJob, RuntimeCore
+from durox.drivers._steps import WAKE_ALL, ActivityJob, RuntimeCore
 from durox.providers.base import Provider
 
 __all__ = ["Client", "Runtime"]
@@ -62,28 +63,43 @@ class Client(AsyncClientBase):  # type: ignore[misc, unused-ignore]
 
 
 class _Wake:
-    """Wakes every slot task of a pool; ``notify`` may be called from any thread."""
+    """Wakes idle slot tasks of a pool; ``notify`` may be called from any thread.
+
+    ``generation`` counts notifies so a notify during a fetch is never lost
+    (see the threads driver's ``_Wake``).
+    """
 
     def __init__(self, token: trio.lowlevel.TrioToken) -> None:
         self._token = token
-        self._event = trio.Event()
+        self._sleepers: collections.deque[trio.Event] = collections.deque()
         self.generation = 0
 
-    def notify(self) -> None:
+    def notify(self, count: int = WAKE_ALL) -> None:
+        """Wake up to ``count`` sleeping slots."""
         # A finished run has nobody left to wake.
         with contextlib.suppress(trio.RunFinishedError):
-            self._token.run_sync_soon(self._notify)
+            self._token.run_sync_soon(self._notify, count)
 
-    def _notify(self) -> None:
+    def _notify(self, count: int = WAKE_ALL) -> None:
         self.generation += 1
-        self._event.set()
-        self._event = trio.Event()
+        while count > 0 and self._sleepers:
+            sleeper = self._sleepers.popleft()
+            if not sleeper.is_set():
+                sleeper.set()
+                count -= 1
 
     async def wait(self, seen: int, timeout: float) -> None:
+        """Sleep up to ``timeout`` unless a notify happened since ``seen`` was read."""
         if self.generation != seen or timeout <= 0:
             return
-        with trio.move_on_after(timeout):
-            await self._event.wait()
+        sleeper = trio.Event()
+        self._sleepers.append(sleeper)
+        try:
+            with trio.move_on_after(timeout):
+                await sleeper.wait()
+        finally:
+            with contextlib.suppress(ValueError):  # already taken by a notify
+                self._sleepers.remove(sleeper)
 
 
 async def _waiter(cancellation: Cancellation) -> None:
