@@ -63,13 +63,14 @@ class DurableFuture(Generic[T]):
     when it lost a ``select`` or its block was abandoned.
     """
 
-    __slots__ = ("_error", "_replay", "_state", "_value", "owner")
+    __slots__ = ("_error", "_observed", "_replay", "_state", "_value", "owner")
 
     def __init__(self, replay: Replay) -> None:
         self._replay = replay
         self._state = _PENDING
         self._value: Any = None
         self._error: BaseException | None = None
+        self._observed = False
         self.owner = replay.current_owner()
         if self.owner is not None:
             self.owner.children.append(self)
@@ -93,10 +94,12 @@ class DurableFuture(Generic[T]):
     def _resolve(self, value: Any) -> None:
         if self._state == _PENDING:
             self._state, self._value = _DONE, value
+            self._replay.progress += 1
 
     def _fail(self, error: BaseException) -> None:
         if self._state == _PENDING:
             self._state, self._error = _DONE, error
+            self._replay.progress += 1
 
     def _cancel(self) -> None:
         if self._state == _PENDING:
@@ -105,6 +108,21 @@ class DurableFuture(Generic[T]):
 
     def _on_cancel(self) -> None:
         """Undo the pending work; the engine records what must be recorded."""
+
+    def _observe(self) -> None:
+        """The code received this outcome (so it must never be handed to anyone else)."""
+        self._observed = True
+
+    def _release(self) -> None:
+        """The code gave up on this future: cancel it, or give back what it took unseen."""
+        if self._state == _PENDING:
+            self._cancel()
+        elif self._state == _DONE and not self._observed:
+            self._observed = True
+            self._give_back()
+
+    def _give_back(self) -> None:
+        """Return an outcome nobody saw to where it came from (events and queue messages)."""
 
     def _outcome(self) -> tuple[Any, BaseException | None]:
         if self._state == _CANCELLED:
@@ -120,7 +138,14 @@ class DurableFuture(Generic[T]):
 class ScheduledFuture(DurableFuture[T]):
     """A future backed by one history schedule event (activity, timer, wait, dequeue, child)."""
 
-    __slots__ = ("action", "child_instance", "fire_at_ms", "result_type", "schedule_id")
+    __slots__ = (
+        "action",
+        "child_instance",
+        "delivered",
+        "fire_at_ms",
+        "result_type",
+        "schedule_id",
+    )
 
     def __init__(self, replay: Replay, action: actions.Action, result_type: Any = None) -> None:
         super().__init__(replay)
@@ -129,6 +154,7 @@ class ScheduledFuture(DurableFuture[T]):
         self.schedule_id: int | None = None
         self.fire_at_ms: int | None = None
         self.child_instance: str | None = None
+        self.delivered: str | None = None
 
     def _deliver(
         self, result_text: str | None, error: ErrorDetails | None, *, attempt: int = 1
@@ -151,6 +177,7 @@ class ScheduledFuture(DurableFuture[T]):
         if result_text is None:
             self._resolve(None)
             return
+        self.delivered = result_text
         try:
             self._resolve(codec.decode_payload(result_text, self.result_type))
         except PayloadError as exc:
@@ -158,6 +185,11 @@ class ScheduledFuture(DurableFuture[T]):
 
     def _on_cancel(self) -> None:
         self._replay.cancelled(self)
+
+    def _give_back(self) -> None:
+        # A wait or dequeue that took its event but lost: the event goes to the next one.
+        if isinstance(self.action, (actions.WaitExternal, actions.DequeueEvent)) and self.delivered:
+            self._replay.give_back(self.action, self.delivered)
 
     def with_tag(self, tag: str) -> ScheduledFuture[T]:
         """Route this activity to workers serving ``tag``. Call it right after scheduling.
@@ -221,17 +253,27 @@ class _JoinFuture(DurableFuture[list[Any]]):
         self._resolve(results)
         return True
 
+    def _observe(self) -> None:
+        super()._observe()
+        for future in self.futures:
+            future._observe()
+
     def _on_cancel(self) -> None:
         for future in self.futures:
-            future._cancel()
+            future._release()
+
+    def _give_back(self) -> None:
+        for future in self.futures:
+            future._release()
 
 
 class _SelectFuture(DurableFuture[tuple[int, Any]]):
-    __slots__ = ("futures",)
+    __slots__ = ("futures", "winner")
 
     def __init__(self, replay: Replay, futures: list[DurableFuture[Any]]) -> None:
         super().__init__(replay)
         self.futures = futures
+        self.winner: DurableFuture[Any] | None = None
 
     def _poll(self) -> bool:
         if self._state != _PENDING:
@@ -239,9 +281,10 @@ class _SelectFuture(DurableFuture[tuple[int, Any]]):
         for index, future in enumerate(self.futures):
             if future._poll():
                 # The earliest completion in history wins; ties go to argument order.
+                self.winner = future
                 for loser in self.futures:
                     if loser is not future:
-                        loser._cancel()
+                        loser._release()
                 value, error = future._outcome()
                 if error is not None:
                     self._fail(error)
@@ -250,9 +293,18 @@ class _SelectFuture(DurableFuture[tuple[int, Any]]):
                 return True
         return False
 
+    def _observe(self) -> None:
+        super()._observe()
+        if self.winner is not None:
+            self.winner._observe()
+
     def _on_cancel(self) -> None:
         for future in self.futures:
-            future._cancel()
+            future._release()
+
+    def _give_back(self) -> None:
+        if self.winner is not None:
+            self.winner._release()
 
 
 class BlockFuture(DurableFuture[T]):
@@ -279,7 +331,7 @@ class BlockFuture(DurableFuture[T]):
 
     def _on_cancel(self) -> None:
         for child in self.children:
-            child._cancel()
+            child._release()
         self.coroutine.close()
 
 

@@ -160,11 +160,13 @@ class Coroutine:
                 if not self.waiting._poll():
                     return False
                 value, error = self.waiting._outcome()
+                self.waiting._observe()
             self._step(value, error)
         return True
 
     def _step(self, value: Any, error: BaseException | None) -> None:
         self.replay.owners.append(self.block)
+        self.replay.progress += 1
         try:
             yielded = self.generator.send(value) if error is None else self.generator.throw(error)
         except StopIteration as stop:
@@ -231,6 +233,7 @@ class Replay:
         self.matched: list[tuple[int, history.Event, actions.Action]] = []
 
         self.pending_waits: dict[str, deque[ScheduledFuture[Any]]] = {}
+        self.returned_events: dict[str, deque[str]] = {}  # taken by a wait that then lost
         self.pending_dequeues: dict[str, deque[ScheduledFuture[Any]]] = {}
         self.queue_buffer: dict[str, deque[str]] = {}
 
@@ -249,6 +252,7 @@ class Replay:
         self.failure: ErrorDetails | None = None
         self.main: Coroutine | None = None
         self.owners: list[BlockFuture[Any] | None] = []
+        self.progress = 0  # counts generator steps and resolutions, to detect quiescence
         self.traces: list[Trace] = []
 
     # -- feeding history ---------------------------------------------------------------
@@ -405,9 +409,15 @@ class Replay:
             self.queue_buffer.setdefault(name, deque()).append(data)
 
     def poll(self) -> None:
-        """Resume the orchestration as far as it can go (Rule 1)."""
-        if self.main is not None and self.failure is None:
-            self.main.advance()
+        """Resume the orchestration until nothing more can happen (Rule 1).
+
+        One pass can resolve work a block polled earlier in the same pass waits
+        for (a select loser giving back its event); passes repeat until quiet.
+        """
+        while self.main is not None and self.failure is None:
+            before = self.progress
+            if self.main.advance() or self.progress == before:
+                return
 
     # -- called by the context and futures -----------------------------------------------
 
@@ -443,14 +453,30 @@ class Replay:
     def subscribe_external(self, future: ScheduledFuture[Any], name: str) -> None:
         """Queue ``future`` for the next external event called ``name``."""
         self.pending_waits.setdefault(name, deque()).append(future)
+        self._hand_out(self.returned_events, self.pending_waits, name)
 
     def subscribe_queue(self, future: ScheduledFuture[Any], name: str) -> None:
         """Hand ``future`` the oldest buffered message of queue ``name``, or queue it."""
-        buffered = self.queue_buffer.get(name)
-        if buffered:
-            future._deliver(buffered.popleft(), None)
+        self.pending_dequeues.setdefault(name, deque()).append(future)
+        self._hand_out(self.queue_buffer, self.pending_dequeues, name)
+
+    def give_back(self, action: actions.WaitExternal | actions.DequeueEvent, data: str) -> None:
+        """Return data a losing wait or dequeue took, ahead of anything newer."""
+        if isinstance(action, actions.DequeueEvent):
+            self.queue_buffer.setdefault(action.name, deque()).appendleft(data)
+            self._hand_out(self.queue_buffer, self.pending_dequeues, action.name)
         else:
-            self.pending_dequeues.setdefault(name, deque()).append(future)
+            self.returned_events.setdefault(action.name, deque()).appendleft(data)
+            self._hand_out(self.returned_events, self.pending_waits, action.name)
+
+    @staticmethod
+    def _hand_out(
+        available: dict[str, deque[str]], waiting: dict[str, deque[ScheduledFuture[Any]]], name: str
+    ) -> None:
+        """Pair buffered data with waiting futures, oldest with oldest."""
+        data, futures = available.get(name), waiting.get(name)
+        while data and futures:
+            futures.popleft()._deliver(data.popleft(), None)
 
     def cancelled(self, future: ScheduledFuture[Any]) -> None:
         """Record that the code cancelled ``future`` (Rule 5)."""

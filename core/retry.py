@@ -90,8 +90,10 @@ class Backoff:
             return self.base
         if self.kind == "linear":
             return min(self.base * attempt, self.max)
-        # Cap the exponent so huge attempt counts cannot overflow a float.
-        return min(self.base * self.multiplier ** min(attempt - 1, 1000), self.max)
+        try:
+            return min(self.base * self.multiplier ** (attempt - 1), self.max)
+        except OverflowError:  # far past any cap: the cap it is
+            return self.max
 
 
 def _cap(value: Union[float, timedelta]) -> float:

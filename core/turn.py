@@ -113,20 +113,24 @@ def decide_turn(
     raises :class:`~durox.errors.InvalidArgument` only if a driver passes a
     history tail without the state it belongs to (see :func:`needs_full_history`).
     """
-    if item.attempt_count > options.max_attempts:
-        return _poison(item, now_ms, options)
     if item.history_error is not None:
+        if item.attempt_count > options.max_attempts:
+            return _poison(item, None, registry, now_ms, options)
         return AbandonTurn(
             delay_ms=1000,
             reason=f"history of {item.instance!r} cannot be read: {item.history_error}",
         )
     if needs_full_history(item, cached):
         raise InvalidArgument(
-            "decide_turn got a history tail that the cached state does not match; read the whole history"
+            "decide_turn got a history tail that the cached state does not match; "
+            "read the whole history"
         )
     plan = _plan_execution(item, _matching_state(item, cached))
     if plan is None:
+        # Even a message delivered too often is only dropped: the instance has ended.
         return AckTurn(commit=_discard_commit(item), outcome="discarded")
+    if item.attempt_count > options.max_attempts:
+        return _poison(item, plan, registry, now_ms, options)
     definition = registry.resolve_orchestration(plan.name, plan.version)
     if definition is None:
         delay = unregistered_backoff(
@@ -343,36 +347,37 @@ def _reject_foreign_starts(
     return tuple(rejections)
 
 
-def _poison(item: OrchestrationItem, now_ms: int, options: RuntimeOptions) -> AckTurn:
-    """Fail the instance: its messages were delivered more than ``max_attempts`` times."""
+def _poison(
+    item: OrchestrationItem,
+    plan: _ExecutionPlan | None,
+    registry: Registry,
+    now_ms: int,
+    options: RuntimeOptions,
+) -> AckTurn:
+    """Fail the execution the messages were for: they were delivered more than ``max_attempts`` times.
+
+    ``plan`` is ``None`` when the history cannot even be read; the failure is
+    then appended to it blind, with nobody to notify.
+    """
     details = ErrorDetails(
         category="infrastructure",
         kind="poison",
         message=(
-            f"orchestration {item.instance!r} exceeded {item.attempt_count - 1} attempts (max {options.max_attempts})"
+            f"orchestration {item.instance!r} exceeded {item.attempt_count - 1} attempts "
+            f"(max {options.max_attempts})"
             + (f"; history unreadable: {item.history_error}" if item.history_error else "")
         ),
     )
-    first = item.history[0] if item.history and item.history_offset == 0 else None
-    started = first if isinstance(first, history.OrchestrationStarted) else None
     new_events: list[history.Event] = []
-    next_id = item.history_len + 1
-    if item.history_len == 0:
-        start = next((m for m in item.messages if isinstance(m, messages.StartOrchestration)), None)
-        started = history.OrchestrationStarted(
-            event_id=1,
-            timestamp_ms=now_ms,
-            name=start.name if start else item.orchestration_name,
-            version=(start.version if start else None)
-            or item.orchestration_version
-            or UNRESOLVED_VERSION,
-            input=start.input if start else "null",
-            parent_instance=start.parent_instance if start else None,
-            parent_execution_id=start.parent_execution_id if start else None,
-            parent_id=start.parent_id if start else None,
-        )
+    started = plan.started if plan is not None else None
+    if plan is not None and plan.new_start is not None:
+        # The execution never began: record its start so the failure has a context.
+        latest = registry.resolve_orchestration(plan.name, plan.version)
+        version = plan.version or (latest.version if latest else UNRESOLVED_VERSION)
+        started = attrs.evolve(plan.new_start, timestamp_ms=now_ms, version=version)
         new_events.append(started)
-        next_id = 2
+    execution_id = plan.execution_id if plan is not None else item.execution_id
+    next_id = (plan.history_len if plan is not None else item.history_len) + len(new_events) + 1
     new_events.append(
         history.OrchestrationFailed(event_id=next_id, timestamp_ms=now_ms, details=details)
     )
@@ -394,7 +399,7 @@ def _poison(item: OrchestrationItem, now_ms: int, options: RuntimeOptions) -> Ac
 
     commit = Commit(
         instance=item.instance,
-        execution_id=item.execution_id,
+        execution_id=execution_id,
         orchestration_name=started.name if started else item.orchestration_name,
         orchestration_version=started.version
         if started

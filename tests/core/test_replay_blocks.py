@@ -60,8 +60,12 @@ def test_block_losing_a_select_cancels_its_inner_work() -> None:
         index, _ = yield ctx.select(ctx.block(slow(ctx)), ctx.schedule_activity("Fast"))
         return index
 
-    h = list(turn(orch).new_events)  # Inner1=2, Fast=3
-    h += turn(orch, h, [act_done(2)]).new_events  # Inner2=5, Kid=6
+    # Keep every turn's engine state alive: a dropped state's suspended generator
+    # is closed by the garbage collector, which would run the finally block too.
+    first = turn(orch)
+    h = list(first.new_events)  # Inner1=2, Fast=3
+    second = turn(orch, h, [act_done(2)])
+    h += second.new_events  # Inner2=5, Kid=6
     result = turn(orch, h, [act_done(3)])
     assert result.outcome == outcome.Complete(output="1")
     crumbs = [
@@ -83,6 +87,7 @@ def test_block_losing_a_select_cancels_its_inner_work() -> None:
         in result.orchestrator_items
     )
     assert closed == ["finally ran"]
+    del first, second
 
 
 def test_block_winning_a_select_cancels_the_timer_only() -> None:

@@ -258,12 +258,6 @@ def test_cancelled_dequeue_leaves_later_messages_for_the_next_one() -> None:
     assert turn(orch, h, [enqueue("q", '"kept"')]).outcome == outcome.Complete(output='"kept"')
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a dequeue that takes a buffered message at creation and then loses a select "
-    "(tie: an earlier argument was already done) is not cancelled, so the message is swallowed "
-    "instead of staying queued for the next dequeue",
-)
 def test_select_losing_dequeue_does_not_swallow_a_buffered_message() -> None:
     def orch(ctx: Any, _: Any) -> Gen:
         activity = ctx.schedule_activity("A")
@@ -277,11 +271,6 @@ def test_select_losing_dequeue_does_not_swallow_a_buffered_message() -> None:
     assert result.outcome == outcome.Complete(output='[0,"a","m"]')
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: with two buffered messages, select(dequeue, dequeue) hands both out; the "
-    "loser's message is lost instead of staying queued",
-)
 def test_select_between_two_dequeues_keeps_the_losers_message() -> None:
     def orch(ctx: Any, _: Any) -> Gen:
         yield ctx.schedule_timer(1)
@@ -316,12 +305,6 @@ def test_queue_message_carried_into_the_next_execution_is_consumed_first() -> No
     assert result.outcome == outcome.Complete(output='"carried"')
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a wait resolved by an event and then dropped as a select loser (an earlier "
-    "argument was already done) is not cancelled, so its event is consumed and the next wait "
-    "for that name never gets it (cancelled waits should be skipped, Nth live wait = Nth raise)",
-)
 def test_select_losing_wait_does_not_consume_its_event() -> None:
     def orch(ctx: Any, _: Any) -> Gen:
         wait = ctx.schedule_wait("E")

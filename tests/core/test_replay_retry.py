@@ -173,11 +173,6 @@ def test_delay_arithmetic() -> None:
     assert RetryPolicy().backoff == Backoff.exponential(0.1, multiplier=2.0, max=30.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Backoff.delay_for_attempt caps the exponent at 1000, but multiplier**999 "
-    "overflows a float (OverflowError) for multipliers above ~2.03",
-)
 @pytest.mark.parametrize("max_delay", [math.inf, 60.0])
 def test_large_multiplier_and_attempt_do_not_overflow(max_delay: float) -> None:
     backoff = Backoff.exponential(1.0, multiplier=10.0, max=max_delay)

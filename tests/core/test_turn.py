@@ -242,12 +242,6 @@ def test_kv_snapshot_reaches_the_code() -> None:
     assert isinstance(decision, AckTurn) and decision.commit.output == "7"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: _poison reads the parent link only from item.history[0]; for a history tail "
-    "(sticky fetch) it ignores the cached state's OrchestrationStarted, so a poisoned child "
-    "never tells its parent (and the commit loses parent_instance)",
-)
 def test_poison_of_a_tail_fetch_still_tells_the_parent() -> None:
     message = start(parent_instance="mom", parent_execution_id=1, parent_id=2)
     first = decide(item(messages=(message,)))
@@ -290,12 +284,6 @@ def test_duplicate_start_of_a_running_instance_changes_nothing() -> None:
     assert decision.commit.orchestration_version == "1.0.0"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: decide_turn checks poison before noticing the instance ended, so a message "
-    "for a completed instance delivered more than max_attempts times appends OrchestrationFailed "
-    "after OrchestrationCompleted and rewrites the status to Failed",
-)
 def test_poisoned_message_for_an_ended_instance_is_discarded() -> None:
     h = (started(1, "Greet"), orch_completed(2, '"done"'))
     decision = decide(item(h, (act_done(2, instance="i"),), attempt=9))
@@ -303,12 +291,6 @@ def test_poisoned_message_for_an_ended_instance_is_discarded() -> None:
     assert decision.commit.new_events == () and decision.commit.status is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: poisoning a pending continue_as_new appends OrchestrationFailed to the execution "
-    "that already ended with OrchestrationContinuedAsNew (commit.execution_id stays the old one) "
-    "instead of failing the new execution",
-)
 def test_poisoned_continue_as_new_fails_the_new_execution() -> None:
     from durox.core.messages import ContinueAsNew
     from tests.core.builders import continued
