@@ -6,7 +6,6 @@ from collections.abc import Generator
 from typing import Any
 
 import attrs
-import pytest
 
 from durox.core import history, outcome
 from durox.core.messages import ContinueAsNew
