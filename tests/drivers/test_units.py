@@ -242,23 +242,23 @@ def test_hub_reaches_only_subscribers_of_the_same_provider():
     seen: list[str] = []
 
     class Listener:
-        def wake_orchestrator(self):
-            seen.append("orch")
+        def wake_orchestrator(self, count):
+            seen.append(f"orch {count}")
 
-        def wake_worker(self):
-            seen.append("work")
+        def wake_worker(self, count):
+            seen.append(f"work {count}")
 
         def cancel_activities(self, refs):
             seen.extend(f"cancel {ref.id}" for ref in refs)
 
     mine, other = object(), object()
     unsubscribe = _hub.subscribe(mine, Listener())
-    _hub.work_enqueued(mine, orchestrator=True, worker=True)
+    _hub.work_enqueued(mine, orchestrator=1, worker=3)
     _hub.work_enqueued(other, orchestrator=True)
     _hub.activities_cancelled(mine, [ActivityRef(instance="i", execution_id=1, id=4)])
     unsubscribe()
     _hub.work_enqueued(mine, worker=True)
-    assert seen == ["orch", "work", "cancel 4"]
+    assert seen == ["orch 1", "work 3", "cancel 4"]
 
 
 def test_session_tracker_bounds_distinct_sessions():
@@ -291,8 +291,8 @@ def test_runtime_core_loop_with_a_fake_driver():
         registry,
         RuntimeOptions(poll_interval=0.5),
         driver="fake",
-        wake_orchestrator=lambda: wakes.__setitem__("orch", wakes["orch"] + 1),
-        wake_worker=lambda: wakes.__setitem__("work", wakes["work"] + 1),
+        wake_orchestrator=lambda count: wakes.__setitem__("orch", wakes["orch"] + count),
+        wake_worker=lambda count: wakes.__setitem__("work", wakes["work"] + count),
         sync_client_factory=lambda: None,
     )
     core.start()
