@@ -125,6 +125,12 @@ def decide_turn(
             "decide_turn got a history tail that the cached state does not match; "
             "read the whole history"
         )
+    if (
+        item.history
+        and item.history_offset == 0
+        and not isinstance(item.history[0], history.OrchestrationStarted)
+    ):
+        return _fail_corrupted(item, now_ms)
     plan = _plan_execution(item, _matching_state(item, cached))
     if plan is None:
         # Even a message delivered too often is only dropped: the instance has ended.
@@ -231,8 +237,7 @@ def _plan_execution(item: OrchestrationItem, state: Replay | None) -> _Execution
         return _plan_continue_as_new(item, events[-1])
     if item.history_len > 0:
         first = state.started if state is not None else events[0]
-        if not isinstance(first, history.OrchestrationStarted):
-            return None  # corrupt history; run_turn would fail it, but we cannot even name the code
+        assert isinstance(first, history.OrchestrationStarted)  # decide_turn checked
         return _ExecutionPlan(
             execution_id=item.execution_id,
             name=first.name,
@@ -345,6 +350,33 @@ def _reject_foreign_starts(
         )
         rejections.append(OutgoingMessage(message=result))
     return tuple(rejections)
+
+
+def _fail_corrupted(item: OrchestrationItem, now_ms: int) -> TurnDecision:
+    """Fail an execution whose stored history does not begin with OrchestrationStarted."""
+    if any(history.is_terminal(event) for event in item.history):
+        return AckTurn(commit=_discard_commit(item), outcome="discarded")
+    details = ErrorDetails(
+        category="configuration",
+        kind="corrupted_history",
+        message=f"corrupted history: the first event is {type(item.history[0]).__name__}, "
+        "not OrchestrationStarted",
+    )
+    from durox.core.codec import dumps_record
+
+    failed = history.OrchestrationFailed(
+        event_id=item.history_len + 1, timestamp_ms=now_ms, details=details
+    )
+    commit = Commit(
+        instance=item.instance,
+        execution_id=item.execution_id,
+        orchestration_name=item.orchestration_name,
+        orchestration_version=item.orchestration_version or UNRESOLVED_VERSION,
+        new_events=(failed,),
+        status="Failed",
+        output=dumps_record(details),
+    )
+    return AckTurn(commit=commit, outcome="failed", failure=details)
 
 
 def _poison(

@@ -124,7 +124,7 @@ def _item(
     )
 
 
-def test_decide_turn_discards_when_history_does_not_start_properly() -> None:
+def test_decide_turn_fails_a_history_that_does_not_start_properly() -> None:
     decision = decide_turn(
         _item((scheduled(1, "A"),), (act_done(1),)),
         _registry(),
@@ -132,8 +132,12 @@ def test_decide_turn_discards_when_history_does_not_start_properly() -> None:
         now_ms=T0,
         entropy=b"",
     )
-    assert isinstance(decision, AckTurn) and decision.outcome == "discarded"
-    assert decision.commit.new_events == () and decision.commit.status is None
+    assert isinstance(decision, AckTurn) and decision.outcome == "failed"
+    (failed,) = decision.commit.new_events
+    assert isinstance(failed, history.OrchestrationFailed) and failed.event_id == 2
+    assert failed.details.category == "configuration"
+    assert "first event is ActivityScheduled" in failed.details.message
+    assert decision.commit.status == "Failed"
 
 
 def test_decide_turn_discards_messages_for_an_instance_that_never_started() -> None:
