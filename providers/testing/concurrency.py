@@ -366,7 +366,7 @@ def processes_sharing_one_store_process_each_message_once(env: Env) -> None:
         expected = _seed(seeder, "mp", instances=10, per_instance=3)
         ctx = multiprocessing.get_context("spawn")
         results = ctx.Queue()
-        procs = [ctx.Process(target=process_worker, args=(spec, results, 2.0)) for _ in range(3)]
+        procs = [ctx.Process(target=process_worker, args=(spec, results, 1.0)) for _ in range(3)]
         for proc in procs:
             proc.start()
         reports = []
@@ -386,5 +386,69 @@ def processes_sharing_one_store_process_each_message_once(env: Env) -> None:
         assert not {d for d, n in seen.items() if n > 1}, "a message was processed twice"
         assert set(seen) == expected, f"lost messages: {sorted(expected - set(seen))[:5]}"
         _check_histories(seeder, names)
+    finally:
+        seeder.close()
+
+
+def process_activity_worker(
+    open_provider: Callable[[], Provider], results: Any, idle_seconds: float
+) -> None:
+    """Child-process loop: run activities until none came for ``idle_seconds``; report their ids or the error."""
+    try:
+        provider = open_provider()
+        ran: list[int] = []
+        last_work = time.monotonic()
+        try:
+            while time.monotonic() - last_work < idle_seconds:
+                item = provider.fetch_work_item(lock_timeout=LOCK, tag_filter=TagFilter.any())
+                if item is None:
+                    time.sleep(0.005)
+                    continue
+                msg = item.message
+                provider.ack_work_item(
+                    item.lock_token,
+                    ActivityResult(instance=msg.instance, execution_id=1, id=msg.id, result="1"),
+                )
+                ran.append(msg.id)
+                last_work = time.monotonic()
+        finally:
+            provider.close()
+        results.put(("ok", ran))
+    except BaseException as exc:
+        results.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+@check(C, multiprocess=True)
+def processes_sharing_one_store_run_each_activity_once(env: Env) -> None:
+    """Three processes drain 90 activities from one store: each runs once and each result is queued once."""
+    spec = env.factory.reopen_spec(env.provider)
+    seeder = spec()
+    try:
+        start_instance(seeder, "w", worker_items=[activity("w", i) for i in range(2, 92)])
+        ctx = multiprocessing.get_context("spawn")
+        results = ctx.Queue()
+        procs = [
+            ctx.Process(target=process_activity_worker, args=(spec, results, 1.0)) for _ in range(3)
+        ]
+        for proc in procs:
+            proc.start()
+        try:
+            reports = [results.get(timeout=120) for _ in procs]
+        except queue.Empty:
+            raise AssertionError("a worker process reported nothing within 120 s") from None
+        finally:
+            for proc in procs:
+                proc.join(30)
+                if proc.is_alive():
+                    proc.kill()
+        errors = [detail for kind, detail in reports if kind == "error"]
+        assert not errors, errors
+        ran = collections.Counter(i for _, ids in reports for i in ids)
+        assert sorted(ran) == list(range(2, 92)) and set(ran.values()) == {1}
+        batch = seeder.fetch_orchestration_item(lock_timeout=LOCK)
+        assert batch is not None
+        assert sorted(m.id for m in batch.messages if isinstance(m, ActivityResult)) == list(
+            range(2, 92)
+        )
     finally:
         seeder.close()
