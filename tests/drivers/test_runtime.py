@@ -474,3 +474,33 @@ def test_work_written_by_another_process_is_found_by_the_backstop_poll(driver, t
     finally:
         other_process.close()
         harness.close()
+
+
+# -- lock renewal -------------------------------------------------------------------------------------
+
+
+def test_locks_are_renewed_while_turns_and_activities_run(harness):
+    """Work that outlives its lock timeout keeps its lock: nothing runs twice, no ack is refused."""
+    registry = Registry()
+    runs: list[str] = []
+
+    @registry.activity("Long")
+    def long_activity(ctx, _):
+        runs.append("activity")
+        time.sleep(0.45)  # more than two lock timeouts
+        return "done"
+
+    @registry.orchestration("SlowTurn")
+    def slow_turn(ctx, _):
+        if not ctx.is_replaying:
+            runs.append("turn")
+            time.sleep(0.45)  # a (badly behaved) slow turn
+        return (yield ctx.schedule_activity("Long"))
+
+    with harness.runtime(registry, orchestrator_lock_timeout=0.2, worker_lock_timeout=0.2) as rt:
+        harness.client.start_orchestration("slow", "SlowTurn")
+        status = harness.client.wait_for_orchestration("slow", timeout=TIMEOUT)
+        metrics = rt.metrics()
+    assert status.output == "done"
+    assert runs.count("activity") == 1
+    assert metrics.lock_lost == 0 and metrics.activities_cancelled == 0
