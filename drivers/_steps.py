@@ -228,12 +228,19 @@ class RuntimeCore:
         self._unsubscribe = _hub.subscribe(self.provider, self)
         wait_for_work = getattr(self.provider, "wait_for_work", None)
         if callable(wait_for_work):
-            threading.Thread(
-                target=self._watch_external_work,
-                args=(wait_for_work,),
-                name=f"durox-notify-{self.runtime_id}",
-                daemon=True,
-            ).start()
+            # One watcher per queue, so a notification wakes only the pool it concerns.
+            watchers: list[tuple[str | None, Callable[[int], None]]] = [
+                ("orchestrator", self._wake_orchestrator)
+            ]
+            if self.options.worker_tag_filter.mode != "none":
+                watchers.append(("worker", self._wake_worker))
+            for queue, wake in watchers:
+                threading.Thread(
+                    target=self._watch_external_work,
+                    args=(wait_for_work, queue, wake),
+                    name=f"durox-notify-{queue}-{self.runtime_id}",
+                    daemon=True,
+                ).start()
         log.info(
             "durox runtime %s (%s driver) started on provider %s: %d orchestration slots, %d worker slots",
             self.runtime_id,
@@ -288,14 +295,15 @@ class RuntimeCore:
             if job.ref in wanted:
                 self._signal_cancel(job, "cancelled by its orchestration")
 
-    def _watch_external_work(self, wait_for_work: Callable[[float], bool]) -> None:
+    def _watch_external_work(
+        self, wait_for_work: Callable[..., bool], queue: str | None, wake: Callable[[int], None]
+    ) -> None:
         # PostgreSQL LISTEN/NOTIFY: wakes dispatchers for work other processes wrote.
         while not self._closed.is_set():
             try:
-                if wait_for_work(self.options.poll_interval):
+                if wait_for_work(self.options.poll_interval, queue=queue):
                     # Unknown amount of work from elsewhere: every idle slot looks.
-                    self._wake_orchestrator(WAKE_ALL)
-                    self._wake_worker(WAKE_ALL)
+                    wake(WAKE_ALL)
             except ProviderClosed:
                 return
             except Exception:
