@@ -212,20 +212,24 @@ BEGIN
 END
 $$;
 
--- Insert activities into the worker queue (direct enqueues and turn acks).
+-- Insert activities into the worker queue (direct enqueues and turn acks);
+-- returns how many. Callers NOTIFY after their commit, never inside it: a
+-- notifying transaction holds a database-wide lock through its commit, which
+-- would serialize every writer's WAL flush.
 CREATE FUNCTION __SCHEMA__.insert_activities(
     p_now bigint, p_inst text[], p_exec bigint[], p_id bigint[], p_item text[],
-    p_session text[], p_tag text[], p_channel text
-) RETURNS void
+    p_session text[], p_tag text[]
+) RETURNS integer
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF cardinality(p_item) > 0 THEN
-        INSERT INTO __SCHEMA__.worker_queue (instance_id, execution_id, activity_id, work_item,
-                                             visible_at, session_id, tag)
-        SELECT t.i, t.e, t.a, t.item, p_now, t.sid, t.tag
-          FROM unnest(p_inst, p_exec, p_id, p_item, p_session, p_tag) AS t(i, e, a, item, sid, tag);
-        PERFORM pg_notify(p_channel, 'w');
+    IF cardinality(p_item) = 0 THEN
+        RETURN 0;
     END IF;
+    INSERT INTO __SCHEMA__.worker_queue (instance_id, execution_id, activity_id, work_item,
+                                         visible_at, session_id, tag)
+    SELECT t.i, t.e, t.a, t.item, p_now, t.sid, t.tag
+      FROM unnest(p_inst, p_exec, p_id, p_item, p_session, p_tag) AS t(i, e, a, item, sid, tag);
+    RETURN cardinality(p_item);
 END
 $$;
 
@@ -236,6 +240,10 @@ $$;
 -- a repeated event id fails on the history primary key. Inserts go before
 -- cancellations, so an activity scheduled and cancelled in one turn leaves
 -- no row (duroxide-pg 0.1.17).
+--
+-- Returns which queues now hold work someone should be woken for: bit 1 the
+-- orchestrator queue (messages sent, or messages that arrived while the lock
+-- held them back), bit 2 the worker queue. The caller sends the NOTIFY.
 CREATE FUNCTION __SCHEMA__.ack_turn(
     p_now bigint, p_token text, p_instance text, p_execution bigint,
     p_name text, p_version text, p_parent text,
@@ -246,13 +254,13 @@ CREATE FUNCTION __SCHEMA__.ack_turn(
     p_w_inst text[], p_w_exec bigint[], p_w_id bigint[], p_w_item text[], p_w_session text[], p_w_tag text[],
     p_c_inst text[], p_c_exec bigint[], p_c_id bigint[],
     p_ch_inst text[], p_ch_name text[], p_ch_ver text[], p_ch_parent text[],
-    p_o_inst text[], p_o_item text[], p_o_delay bigint[],
-    p_channel text
-) RETURNS void
+    p_o_inst text[], p_o_item text[], p_o_delay bigint[]
+) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
     v_instance text;
     v_until bigint;
+    v_wake integer := 0;
 BEGIN
     SELECT il.instance_id, il.locked_until INTO v_instance, v_until
       FROM __SCHEMA__.instance_locks il
@@ -321,7 +329,9 @@ BEGIN
         ON CONFLICT (instance_id, key) DO UPDATE SET value = EXCLUDED.value, updated_at_ms = EXCLUDED.updated_at_ms;
         DELETE FROM __SCHEMA__.kv_delta d WHERE d.instance_id = p_instance;
     END IF;
-    PERFORM __SCHEMA__.insert_activities(p_now, p_w_inst, p_w_exec, p_w_id, p_w_item, p_w_session, p_w_tag, p_channel);
+    IF __SCHEMA__.insert_activities(p_now, p_w_inst, p_w_exec, p_w_id, p_w_item, p_w_session, p_w_tag) > 0 THEN
+        v_wake := v_wake | 2;
+    END IF;
     IF cardinality(p_c_id) > 0 THEN
         DELETE FROM __SCHEMA__.worker_queue w
          USING unnest(p_c_inst, p_c_exec, p_c_id) AS c(i, e, a)
@@ -347,11 +357,10 @@ BEGIN
     END IF;
     DELETE FROM __SCHEMA__.orchestrator_queue q WHERE q.lock_token = p_token;
     DELETE FROM __SCHEMA__.instance_locks il WHERE il.lock_token = p_token;
-    -- Wake dispatchers for what this turn sent and for messages that arrived
-    -- while the lock held them back.
     IF cardinality(p_o_inst) > 0
        OR EXISTS (SELECT 1 FROM __SCHEMA__.orchestrator_queue q WHERE q.instance_id = p_instance) THEN
-        PERFORM pg_notify(p_channel, 'o');
+        v_wake := v_wake | 1;
     END IF;
+    RETURN v_wake;
 END
 $$;
