@@ -722,6 +722,21 @@ class RuntimeCore:
             lambda: self.abort_activity(job, reason="grace period over", requeue=False),
         )
 
+    def fetch_and_run(self, on_job: Callable[[ActivityJob], None]) -> ActivityJob | float | None:
+        """:meth:`fetch_activity`, and when it yields a ``def`` activity, run it here too.
+
+        One thread hop for fetch, function and ack: ``on_job(job)`` is called
+        first so the driver can set the job's abort handler. Returns what
+        :meth:`fetch_activity` returned, except a ``def`` job, which comes back
+        as ``None`` (done).
+        """
+        got = self.fetch_activity()
+        if isinstance(got, ActivityJob) and not got.definition.is_async:
+            on_job(got)
+            self.run_sync_activity(got)
+            return None
+        return got
+
     def run_sync_activity(self, job: ActivityJob) -> None:
         """Call a ``def`` activity on the current thread and ack its outcome (one thread hop)."""
         try:

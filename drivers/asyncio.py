@@ -121,6 +121,38 @@ async def _waiter(cancellation: Cancellation) -> None:
     await future
 
 
+class _Hop:
+    """One worker hop on the activity pool; its job's abort handler stops waiting for it.
+
+    A ``def`` activity that ignores cancellation keeps its pool thread, so
+    the runtime switches later activities to a fresh pool.
+    """
+
+    def __init__(self, runtime: Runtime, executor: concurrent.futures.ThreadPoolExecutor) -> None:
+        self.runtime = runtime
+        self.executor = executor
+        self.future: asyncio.Future[Any] | None = None
+        self.aborted = False
+
+    async def run(self, core: RuntimeCore) -> ActivityJob | float | None:
+        loop = self.runtime._loop
+        self.future = loop.run_in_executor(
+            self.executor, functools.partial(core.fetch_and_run, self._on_job)
+        )
+        result: ActivityJob | float | None = await self.future
+        return result
+
+    def _on_job(self, job: ActivityJob) -> None:
+        # Called on the pool thread before the function runs.
+        job.set_abort_handler(lambda: self.runtime._loop.call_soon_threadsafe(self._abort))
+
+    def _abort(self) -> None:
+        self.aborted = True
+        self.runtime._abandon_activity_thread(self.executor)
+        if self.future is not None:
+            self.future.cancel()
+
+
 class Runtime:
     """Runs orchestrations and activities as tasks of the running asyncio loop.
 
@@ -263,34 +295,22 @@ class Runtime:
         core = self._require_core()
         while not self._stopping:
             seen = self._work_wake.generation
-            got = await self._in_thread(core.fetch_activity)
+            # Fetch, a def activity and its ack in one pool thread (one hop).
+            hop = _Hop(self, self._activity_executor)
+            try:
+                got = await hop.run(core)
+            except asyncio.CancelledError:
+                if not hop.aborted:
+                    raise  # this slot itself is being cancelled
+                continue  # the runtime gave up on the activity; the thread stays with it
             if isinstance(got, float):
                 if not self._stopping:
                     await self._work_wake.wait(seen, got)
-                continue
-            if got is not None:
-                await self._run(core, got)
+            elif got is not None:
+                await self._run_async(core, got)
 
-    async def _run(self, core: RuntimeCore, job: ActivityJob) -> None:
+    async def _run_async(self, core: RuntimeCore, job: ActivityJob) -> None:
         loop = self._loop
-        if not job.definition.is_async:
-            # Function and ack in one pool thread (one hop).
-            executor = self._activity_executor
-            work: asyncio.Future[Any] = loop.run_in_executor(
-                executor, functools.partial(core.run_sync_activity, job)
-            )
-
-            def abort() -> None:
-                self._abandon_activity_thread(executor)
-                work.cancel()
-
-            job.set_abort_handler(lambda: loop.call_soon_threadsafe(abort))
-            try:
-                await work
-            except asyncio.CancelledError:
-                if not job.aborted:
-                    raise
-            return
         task = asyncio.ensure_future(job.definition.fn(job.context, job.input))
         job.set_abort_handler(lambda: loop.call_soon_threadsafe(task.cancel))
         try:

@@ -248,29 +248,31 @@ class Runtime:
                 await self._orch_wake.wait(seen, delay)
 
     async def _worker_loop(self) -> None:
-        core = self._require_core()
+        core, token = self._require_core(), self._token
         while not self._stopping:
             seen = self._work_wake.generation
-            got = await self._in_thread(core.fetch_activity)
-            if isinstance(got, float):
-                if not self._stopping:
-                    await self._work_wake.wait(seen, got)
-                continue
-            if got is not None:
-                await self._run(core, got)
-
-    async def _run(self, core: RuntimeCore, job: ActivityJob) -> None:
-        token = self._token
-        if not job.definition.is_async:
-            # Function and ack in one thread; abandoned (not awaited) if the runtime gives up.
+            # Fetch, a def activity and its ack in one thread hop, abandoned (not
+            # awaited) if the runtime gives up on the activity.
             with trio.CancelScope() as scope:
-                job.set_abort_handler(lambda: token.run_sync_soon(scope.cancel))
-                await trio.to_thread.run_sync(
-                    functools.partial(core.run_sync_activity, job),
+
+                def on_job(job: ActivityJob, scope: trio.CancelScope = scope) -> None:
+                    job.set_abort_handler(lambda: token.run_sync_soon(scope.cancel))
+
+                got = await trio.to_thread.run_sync(
+                    functools.partial(core.fetch_and_run, on_job),
                     abandon_on_cancel=True,
                     limiter=self._activity_limiter,
                 )
-            return
+            if scope.cancelled_caught:
+                continue
+            if isinstance(got, float):
+                if not self._stopping:
+                    await self._work_wake.wait(seen, got)
+            elif got is not None:
+                await self._run_async(core, got)
+
+    async def _run_async(self, core: RuntimeCore, job: ActivityJob) -> None:
+        token = self._token
         outcome: tuple[bool, Any] | None = None
         with trio.CancelScope() as scope:
             job.set_abort_handler(lambda: token.run_sync_soon(scope.cancel))
