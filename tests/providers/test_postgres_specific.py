@@ -15,6 +15,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -22,7 +23,12 @@ import pytest
 from durox.core import history
 from durox.core.commit import Commit
 from durox.core.errors import InvalidArgument, ProviderClosed, ProviderError
-from durox.core.messages import ActivityResult, ExecuteActivity, StartOrchestration
+from durox.core.messages import (
+    ActivityResult,
+    ExecuteActivity,
+    ExternalRaised,
+    StartOrchestration,
+)
 from durox.core.tags import TagFilter
 from durox.providers.postgres import SCHEMA_VERSION, PostgresProvider, redact_dsn
 from durox.providers.testing.builtin import drop_postgres_schema, postgres_dsn
@@ -316,6 +322,64 @@ def test_time_is_the_database_clock_plus_the_offset(dsn: str, schema: str) -> No
         offset[0] += 61_000
         again = p.fetch_orchestration_item(lock_timeout=60)
         assert again is not None and again.attempt_count == 2
+
+
+def test_a_skewed_worker_clock_changes_nothing(
+    dsn: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Locks and timers follow the database clock: a worker whose clock is an hour fast steals nothing."""
+    with PostgresProvider(dsn, schema=schema) as honest:
+        honest.create_instance(start("i"))
+        item = honest.fetch_orchestration_item(lock_timeout=30)
+        assert item is not None
+        db_now = honest.now_ms()
+        skew_s = 3600.0
+        real_time, real_time_ns = time.time, time.time_ns
+        monkeypatch.setattr(time, "time", lambda: real_time() + skew_s)
+        monkeypatch.setattr(time, "time_ns", lambda: real_time_ns() + int(skew_s * 1e9))
+        with PostgresProvider(dsn, schema=schema) as fast:
+            assert abs(fast.now_ms() - db_now) < 60_000
+            assert fast.fetch_orchestration_item(lock_timeout=30) is None, "the lock still holds"
+            fast.enqueue_orchestrator(
+                ExternalRaised(instance="i", name="e", data="1"), delay_ms=600_000
+            )
+            due = fast.next_orchestrator_visible_ms()
+            assert due is not None and due >= db_now + 600_000
+        honest.ack_orchestration_item(item.lock_token, first_turn("i"))
+        assert honest.fetch_orchestration_item(lock_timeout=30) is None, "the timer is not due"
+
+
+@pytest.mark.parametrize("state", ["40P01", "40001", "55P03"])
+def test_transactions_the_server_rolled_back_are_retried(
+    provider: PostgresProvider, state: str
+) -> None:
+    """Deadlocks, serialization failures and lock timeouts are retried; the caller sees success."""
+    attempts = []
+
+    def body(conn: psycopg.Connection[Any]) -> str:
+        attempts.append(1)
+        if len(attempts) < 3:
+            conn.execute(
+                f"DO $$ BEGIN RAISE EXCEPTION 'injected' USING ERRCODE = '{state}'; END $$"
+            )
+        return "done"
+
+    assert provider._run("injected", body) == "done"
+    assert len(attempts) == 3
+
+
+def test_other_database_errors_are_not_retried(provider: PostgresProvider) -> None:
+    attempts = []
+
+    def body(conn: psycopg.Connection[Any]) -> None:
+        attempts.append(1)
+        conn.execute("SELECT 1 / 0")
+
+    with pytest.raises(ProviderError) as caught:
+        provider._run("divide", body)
+    assert len(attempts) == 1
+    assert not caught.value.retryable
+    assert "division by zero" in caught.value.message
 
 
 # -- LISTEN / NOTIFY ------------------------------------------------------------------------
