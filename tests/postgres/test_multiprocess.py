@@ -207,3 +207,31 @@ def test_sigkilled_worker_work_is_taken_over_after_lock_expiry(
         for worker in workers:
             worker.ensure_gone()
         provider.close()
+
+
+def test_children_finishing_together_do_not_deadlock_their_parents(
+    dsn: str, schema: str, tmp_path: Path
+) -> None:
+    """20 parents x 5 children over 3 processes: the fan-in that deadlocked duroxide-pg half the time."""
+    provider = PostgresProvider(dsn, schema=schema, pool_size=4)
+    workers: list[Worker] = []
+    try:
+        workers = [Worker(dsn, schema, 5.0, tmp_path) for _ in range(3)]
+        client = Client(provider)
+        parents = [f"parent-{n}" for n in range(20)]
+        for parent in parents:
+            client.start_orchestration(parent, "FanIn", 5)
+        for parent in parents:
+            status = client.wait_for_orchestration(parent, timeout=90)
+            assert isinstance(status, Completed), (parent, status)
+            assert status.output == sum(2 * i for i in range(5))
+            assert len(provider.list_children(parent)) == 5
+        metrics = provider.get_system_metrics()
+        assert (metrics.total_instances, metrics.completed_instances) == (120, 120)
+        assert metrics.failed_instances == 0
+        for worker in workers:
+            worker.stop()
+    finally:
+        for worker in workers:
+            worker.ensure_gone()
+        provider.close()

@@ -60,11 +60,25 @@ def slow_chain(ctx: OrchestrationContext, job: dict[str, Any]) -> Generator[Any,
     return reports
 
 
+def child(ctx: OrchestrationContext, x: int) -> Generator[Any, Any, int]:
+    """One sub-orchestration of ``FanIn``: a single activity."""
+    doubled: int = yield ctx.schedule_activity("Double", x)
+    return doubled
+
+
+def fan_in(ctx: OrchestrationContext, n: int) -> Generator[Any, Any, int]:
+    """Start ``n`` children at once and sum their results: their completions race to the parent."""
+    results = yield ctx.join([ctx.schedule_sub_orchestration("Child", i) for i in range(n)])
+    return sum(results)
+
+
 registry.add_activity("Double", double)
 registry.add_activity("Add", add)
 registry.add_activity("Slow", slow)
 registry.add_orchestration("Mixed", mixed)
 registry.add_orchestration("SlowChain", slow_chain)
+registry.add_orchestration("Child", child)
+registry.add_orchestration("FanIn", fan_in)
 
 
 def main() -> None:
