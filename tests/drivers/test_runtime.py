@@ -270,7 +270,7 @@ def test_sessions_pin_to_one_worker_and_move_when_it_stops(harness):
         )
         return {"first": first, "second": second}
 
-    fast = {"session_lock_timeout": 0.4, "worker_concurrency": 2}
+    fast = {"session_lock_timeout": 1.0, "worker_concurrency": 2}
     runtimes = {
         "node-a": harness.runtime(registry, worker_node_id="node-a", **fast),
         "node-b": harness.runtime(
@@ -487,17 +487,17 @@ def test_locks_are_renewed_while_turns_and_activities_run(harness):
     @registry.activity("Long")
     def long_activity(ctx, _):
         runs.append("activity")
-        time.sleep(0.45)  # more than two lock timeouts
+        time.sleep(0.6)  # one and a half lock timeouts
         return "done"
 
     @registry.orchestration("SlowTurn")
     def slow_turn(ctx, _):
         if not ctx.is_replaying:
             runs.append("turn")
-            time.sleep(0.45)  # a (badly behaved) slow turn
+            time.sleep(0.6)  # a (badly behaved) slow turn
         return (yield ctx.schedule_activity("Long"))
 
-    with harness.runtime(registry, orchestrator_lock_timeout=0.2, worker_lock_timeout=0.2) as rt:
+    with harness.runtime(registry, orchestrator_lock_timeout=0.4, worker_lock_timeout=0.4) as rt:
         harness.client.start_orchestration("slow", "SlowTurn")
         status = harness.client.wait_for_orchestration("slow", timeout=TIMEOUT)
         metrics = rt.metrics()
