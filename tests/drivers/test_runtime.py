@@ -295,6 +295,36 @@ def test_sessions_pin_to_one_worker_and_move_when_it_stops(harness):
             handle.stop()
 
 
+def test_max_sessions_per_runtime_bounds_concurrent_sessions(harness):
+    registry = Registry()
+    lock = threading.Lock()
+    active: dict[str, int] = {}
+    most = [0]
+
+    @registry.activity("InSession")
+    def in_session(ctx, _):
+        with lock:
+            active[ctx.session_id] = active.get(ctx.session_id, 0) + 1
+            most[0] = max(most[0], len(active))
+        time.sleep(0.05)
+        with lock:
+            active[ctx.session_id] -= 1
+            if not active[ctx.session_id]:
+                del active[ctx.session_id]
+        return ctx.session_id
+
+    @registry.orchestration("TwoSessions")
+    def two_sessions(ctx, _):
+        tasks = [ctx.schedule_activity_on_session("InSession", i, f"s{i % 2}") for i in range(4)]
+        return (yield ctx.join(tasks))
+
+    with harness.runtime(registry, max_sessions_per_runtime=1, worker_concurrency=4):
+        harness.client.start_orchestration("two", "TwoSessions")
+        status = harness.client.wait_for_orchestration("two", timeout=TIMEOUT)
+    assert status.output == ["s0", "s1", "s0", "s1"]
+    assert most[0] == 1
+
+
 def test_tags_route_activities_and_select_guards_unserved_tags(harness):
     registry = Registry()
 
