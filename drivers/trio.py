@@ -156,8 +156,11 @@ class Runtime:
         try:
             await self.shutdown()
         finally:
-            suppressed = await self._nursery_manager.__aexit__(*exc_info)
-        return bool(suppressed)
+            # The body's exception is not the nursery's business: hand it an
+            # empty exit so it only waits for the (stopped) slots, and the body's
+            # exception propagates as itself rather than inside an ExceptionGroup.
+            await self._nursery_manager.__aexit__(None, None, None)
+        return False
 
     def _start(self, nursery: trio.Nursery) -> None:
         token = trio.lowlevel.current_trio_token()

@@ -316,3 +316,17 @@ def test_runtime_core_loop_with_a_fake_driver():
         assert wakes["work"] >= 2
     finally:
         core.close()
+
+
+def test_async_runtimes_let_the_body_exception_through():
+    from durox.drivers import asyncio as asyncio_driver
+    from durox.drivers import trio as trio_driver
+
+    async def body(module):
+        async with module.Runtime(MemoryProvider(), Registry()):
+            raise ValueError("from the body")
+
+    with pytest.raises(ValueError, match="from the body"):
+        trio.run(body, trio_driver)
+    with pytest.raises(ValueError, match="from the body"):
+        asyncio.run(body(asyncio_driver))
