@@ -231,6 +231,10 @@ class SqliteProvider(Provider, ProviderAdmin):
         # under concurrency (seen in Duroxide's tests). Memory is fast enough that
         # serialising calls costs nothing worth the risk.
         self._memory_lock = threading.RLock()
+        # File databases: threads of this process take turns at the write lock
+        # through this mutex, which hands over at once; only other processes
+        # meet SQLite's busy handler, which polls with growing sleeps.
+        self._writer = threading.Lock()
         self._memory_connection: sqlite3.Connection | None = None
         if memory:
             self._memory_connection = self._open_connection()
@@ -324,7 +328,7 @@ class SqliteProvider(Provider, ProviderAdmin):
             attempt = 0
             started = time.monotonic()
             while True:
-                with self._connection() as conn:
+                with self._connection() as conn, self._writer_turn(write):
                     try:
                         conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                         try:
@@ -351,6 +355,14 @@ class SqliteProvider(Provider, ProviderAdmin):
                     random.uniform(0, min(_BUSY_BACKOFF_CAP, _BUSY_BACKOFF_BASE * 2**attempt))
                 )
                 attempt += 1
+
+    @contextlib.contextmanager
+    def _writer_turn(self, write: bool) -> Iterator[None]:
+        if write and not self._memory:
+            with self._writer:
+                yield
+        else:
+            yield
 
     def _read(self, operation: str, body: Callable[[sqlite3.Connection, int], T]) -> T:
         return self._transaction(operation, body, write=False)
