@@ -189,8 +189,8 @@ class Runtime:
         with self._threads_lock:
             threads = list(self._threads)
         for thread in threads:
-            if thread is threading.current_thread():
-                continue
+            if thread is threading.current_thread() or getattr(thread, "durox_abandoned", False):
+                continue  # an abandoned thread stays with its activity: never wait for it
             thread.join(max(deadline - time.monotonic(), 0.0))
         with self._threads_lock:
             return not any(
