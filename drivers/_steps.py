@@ -739,6 +739,8 @@ class RuntimeCore:
 
     def run_sync_activity(self, job: ActivityJob) -> None:
         """Call a ``def`` activity on the current thread and ack its outcome (one thread hop)."""
+        if job.aborted:
+            return  # given up on before it even started (shutdown deadline)
         try:
             value = job.definition.fn(job.context, job.input)
         except Exception as exc:
