@@ -529,10 +529,16 @@ def render(
     sizes: dict[str, int],
     repeats: int,
     elapsed: float,
+    load: tuple[float, float],
 ) -> str:
     peers = [p for p in PEERS if p in engines]
     ratio_heads = [f"{p} ÷ durox" for p in peers] if REFERENCE in engines else []
     head = ["workload", "metric", *engines, *ratio_heads]
+    busy = (
+        " (the machine was busy: figures are inflated and noisier; compare ratios within this run)"
+        if max(load) > (os.cpu_count() or 1)
+        else ""
+    )
     lines = [
         "# durox vs peers",
         "",
@@ -543,6 +549,7 @@ def render(
         f"(min–max); each run in its own process; the whole benchmark took {elapsed:.0f} s.",
         "Ratios compare the first metric of each workload (a time: lower is better) "
         "with durox's threads driver, so a ratio above 1 means durox is faster.",
+        f"1-minute load average before / after: {load[0]:.1f} / {load[1]:.1f}{busy}.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -617,6 +624,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = SIZES["quick" if args.quick else "full"]
     cells = {(e, w): Cell([]) for e in engines for w in workloads}
     started = time.perf_counter()
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="durox-bench-", dir=args.workdir) as tmp:
         for r in range(args.repeats):
             for w in workloads:
@@ -625,7 +633,9 @@ def main(argv: list[str] | None = None) -> int:
                     cells[(e, w)].runs.append(m)
                     status = f"{m.seconds:.3f} s" if m.ok and m.seconds is not None else m.error
                     print(f"[{r + 1}/{args.repeats}] {w} {e}: {status}", file=sys.stderr)
-    table = render(cells, engines, workloads, sizes, args.repeats, time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    load = (load_before, os.getloadavg()[0])
+    table = render(cells, engines, workloads, sizes, args.repeats, elapsed, load)
     print(table)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
