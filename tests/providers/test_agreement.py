@@ -32,7 +32,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from durox.core import history
 from durox.core.codec import dumps_record
-from durox.core.commit import ActivityRef, Commit, OutgoingMessage
+from durox.core.commit import ActivityRef, Commit, ExecutionStatus, OutgoingMessage
 from durox.core.errors import DuroxError, ErrorDetails
 from durox.core.items import ActivityItem, OrchestrationItem
 from durox.core.messages import (
@@ -852,7 +852,15 @@ def commits(draw: st.DrawFn, item: OrchestrationItem, model: Model) -> Commit:
         cancelled.append(
             ActivityRef(instance=item.instance, execution_id=execution_id, id=workers[0].id)
         )
-    status = draw(st.sampled_from([None, None, "Running", "Completed", "Failed", "ContinuedAsNew"]))
+    statuses: list[ExecutionStatus | None] = [
+        None,
+        None,
+        "Running",
+        "Completed",
+        "Failed",
+        "ContinuedAsNew",
+    ]
+    status = draw(st.sampled_from(statuses))
     output = None
     if status == "Completed":
         output = '"done"'
