@@ -53,7 +53,7 @@ from durox.drivers._metrics import Metrics, RuntimeMetrics
 from durox.drivers._timers import TimerHandle, Timers
 from durox.providers.base import Provider, SessionClaim
 
-__all__ = ["WAKE_ALL", "ActivityJob", "RuntimeCore"]
+__all__ = ["WAKE_ALL", "ActivityJob", "RuntimeCore", "check_runtime_arguments"]
 
 WAKE_ALL = 1 << 30
 """Wake count meaning every idle slot (shutdown, notifications from other processes)."""
@@ -164,6 +164,18 @@ class _SessionTracker:
                 self._counts.pop(session_id, None)
 
 
+def check_runtime_arguments(provider: object, registry: object, options: object) -> None:
+    """Refuse what a Runtime cannot run with, before anything starts."""
+    if not isinstance(provider, Provider):
+        raise InvalidArgument(f"Runtime needs a durox provider, got {type(provider).__name__}")
+    if not isinstance(registry, Registry):
+        raise InvalidArgument(f"Runtime needs a durox.Registry, got {type(registry).__name__}")
+    if not isinstance(options, RuntimeOptions):
+        raise InvalidArgument(
+            f"options must be a durox.RuntimeOptions, got {type(options).__name__}"
+        )
+
+
 class RuntimeCore:
     """The framework-free part of a runtime. See the module docstring."""
 
@@ -180,10 +192,7 @@ class RuntimeCore:
         async_client_factory: Callable[[], Any] | None = None,
         async_waiter: AsyncWaiter | None = None,
     ) -> None:
-        if not isinstance(options, RuntimeOptions):
-            raise InvalidArgument(
-                f"options must be a durox.RuntimeOptions, got {type(options).__name__}"
-            )
+        check_runtime_arguments(provider, registry, options)
         self.provider = provider
         self.registry = registry
         self.options = options

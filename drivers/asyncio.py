@@ -25,7 +25,7 @@ from durox.drivers import _hub
 from durox.drivers._activity import Cancellation
 from durox.drivers._client_core import AsyncClientBase
 from durox.drivers._metrics import RuntimeMetrics
-from durox.drivers._steps import WAKE_ALL, ActivityJob, RuntimeCore
+from durox.drivers._steps import WAKE_ALL, ActivityJob, RuntimeCore, check_runtime_arguments
 from durox.providers.base import Provider
 
 __all__ = ["Client", "Runtime"]
@@ -164,6 +164,7 @@ class Runtime:
         self, provider: Provider, registry: Registry, *, options: RuntimeOptions | None = None
     ) -> None:
         self.options = options if options is not None else RuntimeOptions()
+        check_runtime_arguments(provider, registry, self.options)
         self._provider = provider
         self._registry = registry
         self._core: RuntimeCore | None = None

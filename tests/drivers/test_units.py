@@ -330,3 +330,18 @@ def test_async_runtimes_let_the_body_exception_through():
         trio.run(body, trio_driver)
     with pytest.raises(ValueError, match="from the body"):
         asyncio.run(body(asyncio_driver))
+
+
+@pytest.mark.parametrize("driver", ["threads", "asyncio", "trio"])
+def test_runtime_and_client_refuse_bad_arguments(driver):
+    from durox import InvalidArgument
+
+    module = __import__(f"durox.drivers.{driver}", fromlist=["Runtime", "Client"])
+    with pytest.raises(InvalidArgument):
+        module.Client("not a provider")
+    with pytest.raises(InvalidArgument, match="provider"):
+        module.Runtime("not a provider", Registry())
+    with pytest.raises(InvalidArgument, match="Registry"):
+        module.Runtime(MemoryProvider(), {})
+    with pytest.raises(InvalidArgument, match="RuntimeOptions"):
+        module.Runtime(MemoryProvider(), Registry(), options={"worker_concurrency": 2})
