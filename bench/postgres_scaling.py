@@ -9,7 +9,10 @@ Each run uses a fresh schema. The worker processes are ``tests/postgres/worker.p
 (a threads-driver ``Runtime`` on ``PostgresProvider``, 4 orchestration and 8
 worker slots each); this process is the client. The workload is the ``Mixed``
 orchestration: ``width`` activities fanned out, then ``width`` sequential ones,
-so each orchestration is ``2 * width`` activities and ``width + 2`` turns. The
+so each orchestration is ``2 * width`` activities and ``width + 2`` turns. With
+``--activity-ms N`` every activity waits N ms instead (``Naps``), as activities
+calling other services do; then throughput is bounded by worker slots, and
+adding processes adds slots. The
 clock runs from the first start to the last completion, and every output is
 checked. It prints one table row per worker count. Not a test: it asserts
 nothing about speed, and the figures depend on the machine (and on the disk,
@@ -35,7 +38,7 @@ WORKER = Path(__file__).resolve().parent.parent / "tests" / "postgres" / "worker
 DEFAULT_DSN = os.environ.get("DUROX_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-def run_once(dsn: str, workers: int, orchestrations: int, width: int) -> float:
+def run_once(dsn: str, workers: int, orchestrations: int, width: int, activity_ms: int) -> float:
     """Orchestrations per second for one run on a fresh schema."""
     schema = f"durox_bench_{uuid.uuid4().hex[:8]}"
     provider = PostgresProvider(dsn, schema=schema, pool_size=4)
@@ -54,9 +57,14 @@ def run_once(dsn: str, workers: int, orchestrations: int, width: int) -> float:
                 raise RuntimeError("a worker process failed to start")
         client = Client(provider)
         began = time.perf_counter()
+        if activity_ms:
+            name: str = "Naps"
+            job: object = {"n": width, "ms": activity_ms}
+            expected = 2 * width * activity_ms
+        else:
+            name, job, expected = "Mixed", width, sum(2 * i for i in range(width))
         for n in range(orchestrations):
-            client.start_orchestration(f"bench-{n}", "Mixed", width)
-        expected = sum(2 * i for i in range(width))
+            client.start_orchestration(f"bench-{n}", name, job)
         for n in range(orchestrations):
             status = client.wait_for_orchestration(f"bench-{n}", timeout=600)
             if not isinstance(status, Completed) or status.output != expected:
@@ -82,15 +90,24 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=3)
     parser.add_argument("--workers", default="1,3", help="comma-separated worker process counts")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument(
+        "--activity-ms",
+        type=int,
+        default=0,
+        help="make every activity wait this long (I/O-bound work); 0: trivial CPU-only steps",
+    )
     args = parser.parse_args()
     counts = [int(c) for c in args.workers.split(",")]
     rates: dict[int, list[float]] = {c: [] for c in counts}
     for _ in range(args.repeats):
         for count in counts:  # interleaved, so drift on a busy machine hits every count
-            rates[count].append(run_once(args.dsn, count, args.orchestrations, args.width))
+            rates[count].append(
+                run_once(args.dsn, count, args.orchestrations, args.width, args.activity_ms)
+            )
     activities = 2 * args.width
+    kind = f"{args.activity_ms} ms I/O-bound" if args.activity_ms else "trivial"
     print(
-        f"{args.orchestrations} orchestrations x {activities} activities "
+        f"{args.orchestrations} orchestrations x {activities} {kind} activities "
         f"({args.width} fanned out + {args.width} sequential), {args.repeats} repeat(s), {os.cpu_count()} CPUs"
     )
     print(f"{'workers':>7}  {'orch/s':>8}  {'activities/s':>12}  {'speed-up':>8}")

@@ -60,6 +60,21 @@ def slow_chain(ctx: OrchestrationContext, job: dict[str, Any]) -> Generator[Any,
     return reports
 
 
+def nap(ctx: ActivityContext, ms: int) -> int:
+    """An activity that waits on I/O (here: sleeps) for ``ms`` milliseconds."""
+    time.sleep(ms / 1000)
+    return ms
+
+
+def naps(ctx: OrchestrationContext, job: dict[str, int]) -> Generator[Any, Any, int]:
+    """Like ``Mixed`` with I/O-bound steps: ``n`` naps fanned out, then ``n`` one after another."""
+    done = yield ctx.join([ctx.schedule_activity("Nap", job["ms"]) for _ in range(job["n"])])
+    total = sum(done)
+    for _ in range(job["n"]):
+        total += yield ctx.schedule_activity("Nap", job["ms"])
+    return int(total)
+
+
 def child(ctx: OrchestrationContext, x: int) -> Generator[Any, Any, int]:
     """One sub-orchestration of ``FanIn``: a single activity."""
     doubled: int = yield ctx.schedule_activity("Double", x)
@@ -78,6 +93,8 @@ registry.add_activity("Slow", slow)
 registry.add_orchestration("Mixed", mixed)
 registry.add_orchestration("SlowChain", slow_chain)
 registry.add_orchestration("Child", child)
+registry.add_activity("Nap", nap)
+registry.add_orchestration("Naps", naps)
 registry.add_orchestration("FanIn", fan_in)
 
 
