@@ -187,6 +187,38 @@ def test_drop_schema_removes_everything_and_works_after_close(dsn: str, schema: 
     assert row == (0,)
 
 
+def test_connections_carry_timeouts_keepalives_and_a_name(dsn: str, schema: str) -> None:
+    with PostgresProvider(
+        dsn, schema=schema, pool_size=1, application_name="durox-settings-test"
+    ) as p:
+        settings = p._run(
+            "show",
+            lambda conn: conn.execute(
+                "SELECT current_setting('idle_in_transaction_session_timeout'),"
+                " current_setting('statement_timeout'), current_setting('lock_timeout'),"
+                " current_setting('application_name')"
+            ).fetchone(),
+        )
+        assert settings == ("1min", "30s", "5s", "durox-settings-test")
+        params = p._run("info", lambda conn: conn.info.get_parameters())
+        assert params.get("keepalives") == "1" and params.get("keepalives_idle") == "30"
+
+
+def test_repeated_statements_run_as_server_side_prepared_statements(dsn: str, schema: str) -> None:
+    with PostgresProvider(dsn, schema=schema, pool_size=1) as p:
+        p.create_instance(start("i"))
+        for _ in range(10):
+            p.get_instance_status("i")
+        prepared = p._run(
+            "prepared",
+            lambda conn: conn.execute(
+                "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+                (f"%{schema}%instances%",),
+            ).fetchone(),
+        )
+        assert prepared is not None and prepared[0] >= 1
+
+
 # -- errors ---------------------------------------------------------------------------------
 
 
