@@ -330,6 +330,42 @@ def orchestration_and_worker_threads_together(env: Env) -> None:
         assert sorted(completed) == [2, 3, 4, 5, 6]
 
 
+def _run_processes(
+    target: Callable[..., None], spec: Callable[[], Provider], count: int
+) -> list[Any]:
+    """Run ``count`` spawned processes of ``target(spec, results, idle)``; return their reports.
+
+    Fails fast, with exit codes, if a process dies without reporting.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    procs = [ctx.Process(target=target, args=(spec, results, 1.0)) for _ in range(count)]
+    for proc in procs:
+        proc.start()
+    reports: list[Any] = []
+    deadline = time.monotonic() + 120
+    try:
+        while len(reports) < count:
+            try:
+                reports.append(results.get(timeout=0.5))
+            except queue.Empty:
+                if time.monotonic() > deadline:
+                    raise AssertionError("worker processes did not finish within 120 s") from None
+                if all(not p.is_alive() for p in procs) and results.empty():
+                    codes = [p.exitcode for p in procs]
+                    raise AssertionError(
+                        f"worker processes died without reporting (exit codes {codes})"
+                    ) from None
+    finally:
+        for proc in procs:
+            proc.join(30)
+            if proc.is_alive():
+                proc.kill()
+    errors = [detail for kind, detail in reports if kind == "error"]
+    assert not errors, errors
+    return [payload for _, payload in reports]
+
+
 # -- several processes on one store ----------------------------------------------------
 
 
@@ -364,25 +400,8 @@ def processes_sharing_one_store_process_each_message_once(env: Env) -> None:
     try:
         names = [f"mp{i}" for i in range(10)]
         expected = _seed(seeder, "mp", instances=10, per_instance=3)
-        ctx = multiprocessing.get_context("spawn")
-        results = ctx.Queue()
-        procs = [ctx.Process(target=process_worker, args=(spec, results, 1.0)) for _ in range(3)]
-        for proc in procs:
-            proc.start()
-        reports = []
-        try:
-            for _ in procs:
-                reports.append(results.get(timeout=120))
-        except queue.Empty:
-            raise AssertionError("a worker process reported nothing within 120 s") from None
-        finally:
-            for proc in procs:
-                proc.join(30)
-                if proc.is_alive():
-                    proc.kill()
-        errors = [detail for kind, detail in reports if kind == "error"]
-        assert not errors, errors
-        seen = collections.Counter(d for _, data in reports for d in data)
+        reports = _run_processes(process_worker, spec, 3)
+        seen = collections.Counter(d for data in reports for d in data)
         assert not {d for d, n in seen.items() if n > 1}, "a message was processed twice"
         assert set(seen) == expected, f"lost messages: {sorted(expected - set(seen))[:5]}"
         _check_histories(seeder, names)
@@ -425,25 +444,8 @@ def processes_sharing_one_store_run_each_activity_once(env: Env) -> None:
     seeder = spec()
     try:
         start_instance(seeder, "w", worker_items=[activity("w", i) for i in range(2, 92)])
-        ctx = multiprocessing.get_context("spawn")
-        results = ctx.Queue()
-        procs = [
-            ctx.Process(target=process_activity_worker, args=(spec, results, 1.0)) for _ in range(3)
-        ]
-        for proc in procs:
-            proc.start()
-        try:
-            reports = [results.get(timeout=120) for _ in procs]
-        except queue.Empty:
-            raise AssertionError("a worker process reported nothing within 120 s") from None
-        finally:
-            for proc in procs:
-                proc.join(30)
-                if proc.is_alive():
-                    proc.kill()
-        errors = [detail for kind, detail in reports if kind == "error"]
-        assert not errors, errors
-        ran = collections.Counter(i for _, ids in reports for i in ids)
+        reports = _run_processes(process_activity_worker, spec, 3)
+        ran = collections.Counter(i for ids in reports for i in ids)
         assert sorted(ran) == list(range(2, 92)) and set(ran.values()) == {1}
         batch = seeder.fetch_orchestration_item(lock_timeout=LOCK)
         assert batch is not None
