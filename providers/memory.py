@@ -74,8 +74,6 @@ from durox.providers.base import (
 
 __all__ = ["MemoryProvider", "check_orchestrator_message", "check_worker_message"]
 
-_TERMINAL: frozenset[str] = frozenset({"Completed", "Failed", "ContinuedAsNew"})
-
 
 def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
@@ -402,6 +400,17 @@ class MemoryProvider(Provider, ProviderAdmin):
             if instance is None:
                 return None
             row = self._instances[instance]
+            execution = row.current
+            history_len = len(execution.events)
+            # Ask the caller's cache before writing anything, so a failing callback changes nothing.
+            if (
+                known_history is not None
+                and known_history(instance, execution.execution_id) == history_len
+            ):
+                events: tuple[history.Event, ...] = ()
+                offset = history_len
+            else:
+                events, offset = tuple(execution.events), 0
             self._drop_instance_lock(instance)  # an expired lock, if any
             token = self._new_token()
             self._instance_locks[instance] = _Lock(
@@ -412,16 +421,6 @@ class MemoryProvider(Provider, ProviderAdmin):
             for message_row in batch:
                 message_row.lock_token = token
                 message_row.attempt_count += 1
-            execution = row.current
-            history_len = len(execution.events)
-            if (
-                known_history is not None
-                and known_history(instance, execution.execution_id) == history_len
-            ):
-                events: tuple[history.Event, ...] = ()
-                offset = history_len
-            else:
-                events, offset = tuple(execution.events), 0
             return OrchestrationItem(
                 instance=instance,
                 lock_token=token,
@@ -490,7 +489,7 @@ class MemoryProvider(Provider, ProviderAdmin):
             if commit.status is not None:
                 execution.status = commit.status
                 execution.output = commit.output
-                if commit.status in _TERMINAL:
+                if commit.is_terminal:
                     execution.completed_at_ms = now
             if commit.custom_status_changed:
                 row.custom_status = commit.custom_status
@@ -776,9 +775,20 @@ class MemoryProvider(Provider, ProviderAdmin):
         return int(self._clock())
 
     def close(self) -> None:
-        """Drop everything; later calls raise :class:`~durox.errors.ProviderClosed`."""
+        """Drop all state; later calls raise :class:`~durox.errors.ProviderClosed`. Idempotent."""
         with self._mutex:
             self._closed = True
+            for table in (
+                self._instances,
+                self._orch_queue,
+                self._orch_by_instance,
+                self._instance_locks,
+                self._orch_token_owner,
+                self._worker_queue,
+                self._work_token_row,
+                self._sessions,
+            ):
+                table.clear()
 
     # -- management ------------------------------------------------------------------------------
 
