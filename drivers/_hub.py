@@ -31,6 +31,7 @@ from typing import Protocol
 from durox.core.commit import ActivityRef
 
 __all__ = [
+    "WAKE_ALL",
     "Listener",
     "activities_cancelled",
     "on_next_change",
@@ -52,6 +53,9 @@ class Listener(Protocol):
     def cancel_activities(self, refs: Iterable[ActivityRef]) -> None:
         """These activities were cancelled by their orchestration."""
 
+
+WAKE_ALL = 1 << 30
+"""Wake count meaning every idle slot (shutdown, notifications from other processes)."""
 
 _lock = threading.Lock()
 # Keyed by id(provider): a provider need not be hashable or weak-referenceable.

@@ -26,8 +26,9 @@ from durox.drivers._activity import ActivityContext, Cancellation
 from durox.drivers._cache import StickyCache
 from durox.drivers._client_core import Sleep, _poll_plan, run_plan, status_from_provider
 from durox.drivers._metrics import Metrics
-from durox.drivers._steps import RuntimeCore, _SessionTracker
+from durox.drivers._steps import RuntimeCore
 from durox.drivers._timers import Timers
+from durox.drivers._work import SessionTracker
 from durox.providers.base import InstanceStatus
 from durox.providers.memory import MemoryProvider
 
@@ -262,7 +263,7 @@ def test_hub_reaches_only_subscribers_of_the_same_provider():
 
 
 def test_session_tracker_bounds_distinct_sessions():
-    tracker = _SessionTracker(2)
+    tracker = SessionTracker(2)
     assert tracker.acquire("a") and tracker.acquire("a") and tracker.acquire("b")
     assert tracker.full() and not tracker.acquire("c")
     tracker.release("a")
