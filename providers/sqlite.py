@@ -98,8 +98,9 @@ _SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 # Lock errors SQLite can report without running the busy handler (WAL recovery,
 # a schema change, a snapshot that went stale). The whole transaction is retried
-# with full-jitter exponential backoff; the budget is small because the busy
-# handler already waited up to busy_timeout inside each attempt.
+# with full-jitter exponential backoff, a few times; an attempt in which the busy
+# handler already waited busy_timeout is not retried, so a call gives up after
+# about busy_timeout.
 _BUSY_RETRIES = 8
 _SQLITE_BUSY = 5  # primary result codes; extended codes keep them in the low byte
 _SQLITE_LOCKED = 6
@@ -124,8 +125,9 @@ class SqliteProvider(Provider, ProviderAdmin):
     visibility (tests pass a manual clock). ``synchronous`` is ``"FULL"`` by
     default so a committed turn survives power loss; ``"NORMAL"`` is faster and
     only loses the last transactions on power loss, not on a process crash.
-    ``busy_timeout`` (seconds) is how long one statement waits for another
-    connection's write lock before durox retries the transaction.
+    ``busy_timeout`` (seconds) is how long a call waits for another
+    connection's write lock before it fails with a retryable
+    :class:`~durox.errors.ProviderError` that wrote nothing.
 
     >>> with SqliteProvider.in_memory() as provider:
     ...     provider.get_instance_status("nobody") is None
@@ -328,6 +330,7 @@ class SqliteProvider(Provider, ProviderAdmin):
             attempt = 0
             started = time.monotonic()
             while True:
+                attempt_started = time.monotonic()
                 with self._connection() as conn, self._writer_turn(write):
                     try:
                         conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
@@ -342,7 +345,10 @@ class SqliteProvider(Provider, ProviderAdmin):
                     except sqlite3.Error as exc:
                         if not _is_lock_error(exc):
                             raise self._translate(exc, operation) from exc
-                        if attempt >= _BUSY_RETRIES:
+                        # Retry only errors SQLite reported without waiting: once the
+                        # busy handler has waited busy_timeout, so has the caller.
+                        waited = time.monotonic() - attempt_started
+                        if attempt >= _BUSY_RETRIES or waited >= self._busy_timeout * 0.9:
                             raise ProviderError(
                                 f"SQLite database {self._path!r} stayed locked by another connection through "
                                 f"{attempt + 1} attempts over {time.monotonic() - started:.1f}s during {operation}; "
@@ -1360,16 +1366,21 @@ class _AckPlan:
                 "instance": instance,
             },
         )
-        if self.event_rows:
+        # One row at a time (the statement is prepared once either way), so a
+        # clash names the event id that another turn already wrote.
+        for event_id, event_type, event_data in self.event_rows:
             try:
-                conn.executemany(
+                conn.execute(
                     "INSERT INTO history (instance_id, execution_id, event_id, event_type, event_data)"
                     " VALUES (?, ?, ?, ?, ?)",
-                    [(instance, execution_id, *row) for row in self.event_rows],
+                    (instance, execution_id, event_id, event_type, event_data),
                 )
             except sqlite3.IntegrityError:
                 raise ProviderError(
-                    self._clash_message(conn, instance, execution_id), operation="ack"
+                    f"event id {event_id} already exists in execution {execution_id} of instance "
+                    f"{instance!r}; the whole commit was rejected and nothing was written "
+                    "(another turn already wrote it)",
+                    operation="ack_orchestration_item",
                 ) from None
         terminal = commit.status in _TERMINAL_STATUSES
         conn.execute(
@@ -1408,23 +1419,6 @@ class _AckPlan:
             (instance, token),
         )
         conn.execute("DELETE FROM instance_locks WHERE instance_id = ?", (instance,))
-
-    def _clash_message(self, conn: sqlite3.Connection, instance: str, execution_id: int) -> str:
-        ids = [row[0] for row in self.event_rows]
-        marks = ", ".join("?" * len(ids))
-        stored = [
-            r[0]
-            for r in conn.execute(
-                f"SELECT event_id FROM history WHERE instance_id = ? AND execution_id = ? AND event_id IN ({marks})",
-                (instance, execution_id, *ids),
-            )
-        ]
-        repeated = sorted({i for i in ids if ids.count(i) > 1})
-        clash = stored or repeated
-        return (
-            f"event id(s) {clash} already exist in execution {execution_id} of instance {instance!r}; "
-            "the whole commit was rejected (another turn already wrote them)"
-        )
 
 
 def _apply_kv_ops(
