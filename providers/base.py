@@ -283,11 +283,15 @@ class Provider(abc.ABC):
         """Extend an activity lock; ``LockLost`` if it is gone — the activity's cancel signal."""
 
     @abc.abstractmethod
-    def abandon_work_item(self, lock_token: str, *, delay_ms: int = 0, ignore_attempt: bool = False) -> None:
+    def abandon_work_item(
+        self, lock_token: str, *, delay_ms: int = 0, ignore_attempt: bool = False
+    ) -> None:
         """Unlock the activity so it runs again after ``delay_ms``; ``LockLost`` for an unknown token."""
 
     @abc.abstractmethod
-    def renew_session_locks(self, owner_ids: Sequence[str], *, lock_timeout: float, idle_timeout: float) -> int:
+    def renew_session_locks(
+        self, owner_ids: Sequence[str], *, lock_timeout: float, idle_timeout: float
+    ) -> int:
         """Extend the sessions these owners hold that saw work within ``idle_timeout``.
 
         Idle sessions are left to expire so another worker may claim them.
