@@ -240,7 +240,11 @@ class SqliteProvider(Provider, ProviderAdmin):
         self._memory_connection: sqlite3.Connection | None = None
         if memory:
             self._memory_connection = self._open_connection()
-        self._migrate()
+        try:
+            self._migrate()
+        except BaseException:
+            self.close()  # a provider that failed to open leaves no connection behind
+            raise
 
     def __repr__(self) -> str:
         where = "in-memory" if self._memory else repr(self._path)

@@ -205,9 +205,23 @@ def test_everything_survives_closing_and_reopening_the_file(path: str, clock: Ma
 def test_a_schema_newer_than_this_code_is_refused_and_left_alone(path: str) -> None:
     SqliteProvider(path).close()
     raw(path, "PRAGMA user_version = 99")
-    with pytest.raises(ProviderError, match="schema version 99") as info:
-        SqliteProvider(path)
+    opened: list[sqlite3.Connection] = []
+    real_connect = sqlite3.connect
+
+    def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        conn = real_connect(*args, **kwargs)
+        opened.append(conn)
+        return conn
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sqlite3, "connect", connect)
+        with pytest.raises(ProviderError, match="schema version 99") as info:
+            SqliteProvider(path)
     assert not info.value.retryable
+    assert opened
+    for conn in opened:  # the failed provider closed what it opened
+        with pytest.raises(sqlite3.ProgrammingError):
+            conn.execute("SELECT 1")
     assert raw(path, "PRAGMA user_version") == [(99,)]
 
 
