@@ -17,6 +17,10 @@ How it keeps the :class:`~durox.providers.base.Provider` promises:
   messages it hands out, and the ack deletes exactly those, appends history
   under the ``(instance, execution, event_id)`` primary key (the turn-once
   fence) and drops the lock, all in one transaction.
+* **Connections.** A file store opens one connection per thread (WAL lets
+  readers run beside the writer); threads of one process queue for the write
+  lock on a mutex, so only other processes meet SQLite's polling busy handler.
+  ``in_memory()`` shares one connection under a lock (see ``_init``).
 * **Schema.** ``providers/sql/sqlite_NNN_*.sql`` are applied in order inside
   one ``BEGIN IMMEDIATE`` transaction that also bumps ``PRAGMA user_version``,
   so processes racing to open a new file apply each migration exactly once.
@@ -629,10 +633,19 @@ class SqliteProvider(Provider, ProviderAdmin):
         if found is None:
             return None
         work_item, attempts = found
-        message = loads_work_item(work_item)
+        try:
+            message = loads_work_item(work_item)
+        except PayloadError as exc:
+            message = None
+            problem = str(exc)
+        else:
+            problem = f"it holds a {type(message).__name__}, not an ExecuteActivity"
         if not isinstance(message, ExecuteActivity):
+            # Locked under a token nobody holds: it is retried after the lock
+            # expires, never lost, and the error says what to repair.
             raise ProviderError(
-                f"worker queue holds a {type(message).__name__}, not an ExecuteActivity; the store is corrupt",
+                f"an activity in the worker queue of {self._path!r} cannot be read ({problem}); "
+                "the store is damaged",
                 operation="fetch_work_item",
             )
         return ActivityItem(lock_token=token, message=message, attempt_count=attempts)

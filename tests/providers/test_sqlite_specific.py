@@ -387,6 +387,21 @@ def test_an_unreadable_queued_message_is_reported_too(provider: SqliteProvider, 
     assert provider.get_queue_depths().orchestrator_queue == 0
 
 
+def test_an_unreadable_activity_is_a_provider_error_and_is_not_lost(
+    provider: SqliteProvider, path: str, clock: ManualClock
+) -> None:
+    provider.enqueue_worker(
+        ExecuteActivity(instance="i1", execution_id=1, id=1, name="W", input="1")
+    )
+    raw(path, "UPDATE worker_queue SET work_item = 'garbage'")
+    with pytest.raises(ProviderError, match="cannot be read"):
+        provider.fetch_work_item(lock_timeout=LOCK, tag_filter=TagFilter.any())
+    clock.advance(LOCK + 1)
+    assert raw(path, "SELECT COUNT(*) FROM worker_queue") == [(1,)]
+    with pytest.raises(ProviderError, match="cannot be read"):
+        provider.fetch_work_item(lock_timeout=LOCK, tag_filter=TagFilter.any())
+
+
 def test_orphaned_messages_are_discarded_without_blocking_other_instances(
     provider: SqliteProvider, path: str
 ) -> None:
