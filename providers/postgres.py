@@ -28,6 +28,7 @@ Install with ``pip install durox[postgres]``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
 import math
 import os
@@ -570,6 +571,25 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
         )
         if row is None:
             return None
+        try:
+            return self._claimed_item(row, token, known_history)
+        except BaseException:
+            # known_history raised, or reading history failed: give the claim
+            # back as if it never happened (lock released, attempts restored).
+            self._release_claim(token)
+            raise
+
+    def _release_claim(self, token: str) -> None:
+        params = {"off": self._off(), "tok": token, "delay": 0, "ignore": True}
+        with contextlib.suppress(ProviderError):  # else the lock simply expires
+            self._run(
+                "fetch_orchestration_item",
+                lambda conn: conn.execute(self._sql.abandon_orchestration, params),
+            )
+
+    def _claimed_item(
+        self, row: tuple[Any, ...], token: str, known_history: KnownHistory | None
+    ) -> OrchestrationItem:
         instance, name, version = row[0], row[1], row[2]
         execution_id, history_len = int(row[3]), int(row[4])
         texts: list[str] = row[5] or []

@@ -629,3 +629,18 @@ def test_a_session_is_claimed_by_exactly_one_of_many_racing_owners(dsn: str, sch
             thread.join(60)
         assert sorted(owners) == list(range(1, 9)), "every session item was handed out"
         assert len(set(owners.values())) == 1, f"one owner holds the session: {owners}"
+
+
+def test_a_failing_known_history_callback_leaves_the_claim_undone(
+    provider: PostgresProvider,
+) -> None:
+    provider.create_instance(start("i"))
+
+    def broken(instance: str, execution_id: int) -> int:
+        raise RuntimeError("cache exploded")
+
+    with pytest.raises(RuntimeError, match="cache exploded"):
+        provider.fetch_orchestration_item(lock_timeout=30, known_history=broken)
+    item = provider.fetch_orchestration_item(lock_timeout=30)
+    assert item is not None, "the instance was not left locked"
+    assert item.attempt_count == 1, "the failed fetch did not count as a delivery"
