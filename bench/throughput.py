@@ -57,6 +57,7 @@ POLL = 0.0005
 
 
 def run_threads(db: str, instances: int, cache: bool) -> tuple[float, float]:
+    """(seconds for ``instances`` at once, seconds per instance alone) on the threads driver."""
     from durox.drivers.threads import Client, Runtime
 
     provider = SqliteProvider(db, synchronous="NORMAL")
@@ -101,12 +102,14 @@ async def _run_async(
 
 
 def run_asyncio(db: str, instances: int, cache: bool) -> tuple[float, float]:
+    """Like :func:`run_threads`, on the asyncio driver."""
     from durox.drivers import asyncio as driver
 
     return asyncio.run(_run_async(driver, asyncio.sleep, db, instances, cache))
 
 
 def run_trio(db: str, instances: int, cache: bool) -> tuple[float, float]:
+    """Like :func:`run_threads`, on the trio driver."""
     from durox.drivers import trio as driver
 
     result: tuple[float, float] = trio.run(_run_async, driver, trio.sleep, db, instances, cache)

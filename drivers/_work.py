@@ -117,10 +117,12 @@ class SessionTracker:
         self._lock = threading.Lock()
 
     def full(self) -> bool:
+        """True when no new session may be taken (fetch only session-less work)."""
         with self._lock:
             return len(self._counts) >= self.limit
 
     def acquire(self, session_id: str) -> bool:
+        """Count one more activity of ``session_id``; False if that would exceed the limit."""
         with self._lock:
             if session_id not in self._counts and len(self._counts) >= self.limit:
                 return False
@@ -128,6 +130,7 @@ class SessionTracker:
             return True
 
     def release(self, session_id: str) -> None:
+        """One activity of ``session_id`` ended."""
         with self._lock:
             left = self._counts.get(session_id, 0) - 1
             if left > 0:
