@@ -209,7 +209,7 @@ def test_a_schema_newer_than_this_code_is_refused_and_left_alone(path: str) -> N
     real_connect = sqlite3.connect
 
     def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-        conn = real_connect(*args, **kwargs)
+        conn: sqlite3.Connection = real_connect(*args, **kwargs)
         opened.append(conn)
         return conn
 
