@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import doctest
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 
@@ -122,3 +124,13 @@ def test_suite_catches_a_broken_provider(
     report = check_provider(_Factory(cls), categories=[category])
     assert not report.ok
     assert must_fail in [o.check_id for o in report.failed], report.summary()
+
+
+def test_importing_the_suite_needs_neither_pytest_nor_psycopg() -> None:
+    code = (
+        "import sys, durox.providers, durox.providers.testing\n"
+        "from durox.providers import MemoryProvider\n"
+        "bad = [m for m in ('pytest', 'psycopg') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
