@@ -49,6 +49,11 @@ class RuntimeParts:
         except NotImplementedError:
             self._provider_clock = False
 
+    @property
+    def stopped(self) -> bool:
+        """True past the shutdown deadline or after close: fetch nothing new."""
+        return self.hard_stopped or self.closed.is_set()
+
     def now_ms(self) -> int:
         """The provider's clock when it has one (tests inject clocks), else the wall clock."""
         if self._provider_clock:

@@ -58,6 +58,8 @@ class TurnRunner:
 
         Never raises: a dispatcher slot must survive anything one item does.
         """
+        if self.parts.stopped:
+            return float(self.options.poll_interval)  # past the shutdown deadline: take nothing new
         try:
             return self._run_orchestration_once()
         except Exception:

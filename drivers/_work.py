@@ -178,6 +178,8 @@ class ActivityRunner:
         Returns an :class:`ActivityJob` to run, ``None`` when something was
         done (loop at once), or idle seconds to wait. Never raises.
         """
+        if self.parts.stopped:
+            return float(self.options.poll_interval)  # past the shutdown deadline: take nothing new
         try:
             return self._fetch_activity()
         except Exception:

@@ -266,7 +266,7 @@ class Runtime:
             core.close()
             if self._executor is not None:
                 self._executor.shutdown(wait=False)
-                self._activity_executor.shutdown(wait=False)
+                self._activity_executor.shutdown(wait=False, cancel_futures=True)
 
     def _new_activity_executor(self) -> concurrent.futures.ThreadPoolExecutor:
         return concurrent.futures.ThreadPoolExecutor(
