@@ -6,10 +6,10 @@ Built on psycopg 3 and psycopg-pool. The rules it follows, and why:
   database clock (``statement_timestamp()`` in epoch ms), never by a worker's,
   so nodes with skewed clocks agree on who owns what. ``clock_offset_ms`` adds
   a test-controlled offset to that clock.
-* **Short transactions.** Every call is one short transaction (often one
-  statement, or one pipelined batch); none stays open while user code runs.
-  Deadlocks, serialization failures and lock timeouts are retried with
-  jittered backoff.
+* **Short transactions.** Every write is one short transaction, most of them
+  a single statement (a turn's whole commit is one call of the ``ack_turn``
+  SQL function); none stays open while user code runs. Deadlocks,
+  serialization failures and lock timeouts are retried with jittered backoff.
 * **Claims that neither block nor lie.** Workers claim activities with
   ``FOR UPDATE SKIP LOCKED``; instances are claimed by the ``claim_instance``
   SQL function (peek, per-instance ``pg_try_advisory_xact_lock``, guarded
