@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Awaitable, Callable, Generator
-from typing import Any, TypeVar, Union, cast
+from collections.abc import Callable, Generator
+from typing import Any, Protocol, TypeVar, Union, cast
 
 import attrs
 
@@ -49,7 +49,14 @@ from durox.providers.base import (
     SystemMetrics,
 )
 
-__all__ = ["AsyncClientBase", "ClientCore", "Sleep", "status_from_provider"]
+__all__ = [
+    "AsyncClientBase",
+    "ChangeSignal",
+    "ClientCore",
+    "Sleep",
+    "run_plan",
+    "status_from_provider",
+]
 
 T = TypeVar("T")
 
@@ -69,47 +76,66 @@ Step = Union[Callable[[], Any], Sleep]
 Plan = Generator[Step, Any, T]
 
 
+class _ChangeWatch:
+    """Calls ``on_change`` at the next in-process turn of ``instance`` on ``provider``.
+
+    Armed *before* each read of a wait, so a turn committed between the read
+    and the following sleep still ends that sleep at once.
+    """
+
+    def __init__(self, provider: object, instance: str, on_change: Callable[[], object]) -> None:
+        self._provider = provider
+        self._instance = instance
+        self._on_change = on_change
+        self._cancel = _hub.on_next_change(provider, instance, on_change)
+
+    def rearm(self) -> None:
+        """Listen for the next turn again (after a sleep ended)."""
+        self._cancel()
+        self._cancel = _hub.on_next_change(self._provider, self._instance, self._on_change)
+
+    def close(self) -> None:
+        """Stop listening."""
+        self._cancel()
+
+
 def run_plan(plan: Plan[T], provider: object = None, instance: str = "") -> T:
     """Drive a plan with blocking calls.
 
     Sleeps end early when a runtime in this process commits a turn of
     ``instance`` on ``provider``.
     """
+    changed = threading.Event()
+    watch = _ChangeWatch(provider, instance, changed.set)
     value: Any = None
-    while True:
-        try:
-            step = plan.send(value)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        if isinstance(step, Sleep):
-            changed = threading.Event()
-            cancel = _hub.on_next_change(provider, instance, changed.set)
+    try:
+        while True:
             try:
+                step = plan.send(value)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            if isinstance(step, Sleep):
                 changed.wait(step.seconds)
-            finally:
-                cancel()
-            value = None
-        else:
-            value = step()
+                changed.clear()
+                watch.rearm()
+                value = None
+            else:
+                value = step()
+    finally:
+        watch.close()
 
 
-async def run_plan_async(
-    plan: Plan[T],
-    to_thread: Callable[[Callable[[], Any]], Awaitable[Any]],
-    sleep: Callable[[float], Awaitable[None]],
-) -> T:
-    """Drive a plan on an event loop: calls go to a thread, sleeps to the loop."""
-    value: Any = None
-    while True:
-        try:
-            step = plan.send(value)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        if isinstance(step, Sleep):
-            await sleep(step.seconds)
-            value = None
-        else:
-            value = await to_thread(step)
+class ChangeSignal(Protocol):
+    """How an async client waits, on its loop, for a change another thread reports."""
+
+    def set_threadsafe(self) -> None:
+        """Report a change (called from any thread)."""
+
+    async def wait(self, seconds: float) -> None:
+        """Return after a change or ``seconds``, whichever comes first."""
+
+    def reset(self) -> None:
+        """Forget reported changes."""
 
 
 def status_from_provider(record: InstanceStatus | None) -> OrchestrationStatus:
@@ -491,17 +517,33 @@ class AsyncClientBase:
     async def _to_thread(self, fn: Callable[[], T]) -> T:
         raise NotImplementedError
 
-    async def _sleep(self, seconds: float, instance: str) -> None:
-        """Sleep ``seconds`` on the loop, ending early at the next in-process turn of ``instance``."""
+    def _change_signal(self) -> ChangeSignal:
+        """A signal bound to the running loop."""
         raise NotImplementedError
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await self._to_thread(lambda: fn(*args, **kwargs))
 
     async def _drive(self, plan: Plan[T], instance: str) -> T:
-        return await run_plan_async(
-            plan, self._to_thread, lambda seconds: self._sleep(seconds, instance)
-        )
+        """Run a wait plan: reads on a thread, sleeps on the loop (ended by local turns)."""
+        signal = self._change_signal()
+        watch = _ChangeWatch(self.provider, instance, signal.set_threadsafe)
+        value: Any = None
+        try:
+            while True:
+                try:
+                    step = plan.send(value)
+                except StopIteration as stop:
+                    return stop.value  # type: ignore[no-any-return]
+                if isinstance(step, Sleep):
+                    await signal.wait(step.seconds)
+                    signal.reset()
+                    watch.rearm()
+                    value = None
+                else:
+                    value = await self._to_thread(step)
+        finally:
+            watch.close()
 
     async def start_orchestration(
         self, instance_id: str, name: str, input: object = None, *, version: str | None = None

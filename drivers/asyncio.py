@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 from durox.core.codec import DEFAULT_MAX_PAYLOAD_BYTES
 from durox.core.options import RuntimeOptions
 from durox.core.registry import Registry
-from durox.drivers import _hub
 from durox.drivers._activity import Cancellation
 from durox.drivers._client_core import AsyncClientBase
 from durox.drivers._metrics import RuntimeMetrics
@@ -44,20 +43,27 @@ class Client(AsyncClientBase):  # type: ignore[misc, unused-ignore]
     async def _to_thread(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(None, fn)
 
-    async def _sleep(self, seconds: float, instance: str) -> None:
-        loop = asyncio.get_running_loop()
-        changed = asyncio.Event()
+    def _change_signal(self) -> _Signal:
+        return _Signal()
 
-        def wake() -> None:
-            with contextlib.suppress(RuntimeError):  # the loop has closed
-                loop.call_soon_threadsafe(changed.set)
 
-        cancel = _hub.on_next_change(self.provider, instance, wake)
-        try:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(changed.wait(), seconds)
-        finally:
-            cancel()
+class _Signal:
+    """A :class:`~durox.drivers._client_core.ChangeSignal` on the running asyncio loop."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._event = asyncio.Event()
+
+    def set_threadsafe(self) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed
+            self._loop.call_soon_threadsafe(self._event.set)
+
+    async def wait(self, seconds: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._event.wait(), seconds)
+
+    def reset(self) -> None:
+        self._event.clear()
 
 
 class _Wake:

@@ -23,7 +23,6 @@ import trio
 from durox.core.codec import DEFAULT_MAX_PAYLOAD_BYTES
 from durox.core.options import RuntimeOptions
 from durox.core.registry import Registry
-from durox.drivers import _hub
 from durox.drivers._activity import Cancellation
 from durox.drivers._client_core import AsyncClientBase
 from durox.drivers._metrics import RuntimeMetrics
@@ -46,20 +45,31 @@ class Client(AsyncClientBase):  # type: ignore[misc, unused-ignore]
     async def _to_thread(self, fn: Callable[[], T]) -> T:
         return await trio.to_thread.run_sync(fn)
 
-    async def _sleep(self, seconds: float, instance: str) -> None:
-        changed = trio.Event()
-        token = trio.lowlevel.current_trio_token()
+    def _change_signal(self) -> _Signal:
+        return _Signal()
 
-        def wake() -> None:
-            with contextlib.suppress(trio.RunFinishedError):
-                token.run_sync_soon(changed.set)
 
-        cancel = _hub.on_next_change(self.provider, instance, wake)
-        try:
-            with trio.move_on_after(seconds):
-                await changed.wait()
-        finally:
-            cancel()
+class _Signal:
+    """A :class:`~durox.drivers._client_core.ChangeSignal` in the running trio run."""
+
+    def __init__(self) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        self._event = trio.Event()
+
+    def set_threadsafe(self) -> None:
+        with contextlib.suppress(trio.RunFinishedError):
+            self._token.run_sync_soon(self._set)
+
+    def _set(self) -> None:
+        self._event.set()
+
+    async def wait(self, seconds: float) -> None:
+        with trio.move_on_after(seconds):
+            await self._event.wait()
+
+    def reset(self) -> None:
+        if self._event.is_set():
+            self._event = trio.Event()  # trio events cannot be cleared
 
 
 class _Wake:
