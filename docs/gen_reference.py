@@ -266,7 +266,16 @@ def _render_member(cls: type, name: str, raw: Any, owner: type) -> list[str] | N
         ]
     if isinstance(raw, (types.MemberDescriptorType, types.GetSetDescriptorType)):
         return None  # attrs slots: the fields are in the constructor signature
-    doc = _attribute_docs(owner.__module__).get(f"{owner.__name__}.{name}")
+    # A subclass that overrides a documented attribute keeps the base's documentation.
+    doc = next(
+        (
+            found
+            for base in cls.__mro__
+            if _is_durox(base)
+            and (found := _attribute_docs(base.__module__).get(f"{base.__name__}.{name}"))
+        ),
+        None,
+    )
     body = [heading, "", f"```\n{name} = {_value(raw)}\n```"]
     if doc is not None:
         body += ["", markdown_doc(doc)]
