@@ -1188,8 +1188,8 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
     ) -> PruneResult:
         """See :meth:`ProviderAdmin.prune_executions`.
 
-        With neither option given nothing is pruned; the current execution and
-        running ones never are.
+        With neither option given every finished execution but the current one
+        is pruned; the current execution and running ones never are.
         """
         check_id(instance)
         if keep_last is not None and (
@@ -1210,10 +1210,6 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
             with conn.transaction():
                 if conn.execute(self._sql.lock_instance, params).fetchone() is None:
                     raise InstanceNotFound(f"instance {instance!r} does not exist")
-                if keep_last is None and completed_before_ms is None:
-                    return PruneResult(
-                        instances_processed=1, executions_deleted=0, events_deleted=0
-                    )
                 row = conn.execute(self._sql.prune, params).fetchone()
                 assert row is not None
                 return PruneResult(

@@ -35,6 +35,17 @@ def keep_last_keeps_the_newest(env: Env) -> None:
 
 
 @check(C, admin=True)
+def no_option_prunes_every_finished_execution(env: Env) -> None:
+    """With neither keep_last nor completed_before_ms, every finished non-current execution goes."""
+    p, admin = env.provider, env.admin
+    _four_executions(env)
+    res = admin.prune_executions("i1")
+    assert (res.instances_processed, res.executions_deleted) == (1, 3)
+    assert admin.list_executions("i1") == [4]
+    assert len(p.read_history("i1")) == 1
+
+
+@check(C, admin=True)
 def current_execution_is_never_pruned(env: Env) -> None:
     """keep_last=0 or 1 still keeps the current execution, which stays Running and readable."""
     p, admin = env.provider, env.admin
