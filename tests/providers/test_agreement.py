@@ -385,14 +385,7 @@ class ProviderAgreement(RuleBasedStateMachine):
         super().__init__()
         next(EXAMPLES_RUN)
         self.clocks = (ManualClock(START_MS), ManualClock(START_MS))
-        self.providers: tuple[MemoryProvider, SqliteProvider] = (
-            MemoryProvider(clock=self.clocks[0].now_ms),
-            SqliteProvider(
-                self.directory / f"agreement-{next(_FILES)}.db",
-                clock=self.clocks[1].now_ms,
-                synchronous="OFF",
-            ),
-        )
+        self.providers: tuple[MemoryProvider, SqliteProvider] | tuple[()] = ()
         self.model = Model()
         self.handles: list[Handle] = []
         self.work_handles: list[WorkHandle] = []
@@ -401,6 +394,16 @@ class ProviderAgreement(RuleBasedStateMachine):
     def teardown(self) -> None:
         for provider in self.providers:
             provider.close()
+
+    @property
+    def memory(self) -> MemoryProvider:
+        assert self.providers
+        return self.providers[0]
+
+    @property
+    def sqlite(self) -> SqliteProvider:
+        assert self.providers
+        return self.providers[1]
 
     # -- helpers
 
@@ -423,9 +426,19 @@ class ProviderAgreement(RuleBasedStateMachine):
 
     # -- instances and messages
 
-    @initialize()
-    def two_instances(self) -> None:
-        """Start every run with work to do; more instances come and go through the rules."""
+    @initialize(on_file=st.booleans())
+    def open_stores_with_two_instances(self, on_file: bool) -> None:
+        """Open both stores (SQLite on a file or in memory) and give them work to do."""
+        sqlite = (
+            SqliteProvider(
+                self.directory / f"agreement-{next(_FILES)}.db",
+                clock=self.clocks[1].now_ms,
+                synchronous="OFF",
+            )
+            if on_file
+            else SqliteProvider.in_memory(clock=self.clocks[1].now_ms)
+        )
+        self.providers = (MemoryProvider(clock=self.clocks[0].now_ms), sqlite)
         self.create_instance("a", "Flow")
         self.create_instance("b", "Flow")
 
@@ -620,18 +633,29 @@ class ProviderAgreement(RuleBasedStateMachine):
         assert outcome == _model_call(lambda: self.model.ack_work(handle.model_token, result))
         self.work_handles.remove(handle)
 
-    @rule(tag_filter=st.sampled_from(FILTERS[:4]), owner=st.sampled_from(OWNERS))
-    def activity_round(self, tag_filter: TagFilter, owner: str) -> None:
-        """Fetch an activity and ack it with a result at once, as a worker does."""
+    @rule(
+        tag_filter=st.sampled_from(FILTERS[:4]),
+        owner=st.sampled_from(OWNERS),
+        finish=st.sampled_from(["ack", "ack", "abandon", "abandon_ignoring_attempt"]),
+    )
+    def activity_round(self, tag_filter: TagFilter, owner: str, finish: str) -> None:
+        """Fetch an activity and finish it at once, as a worker does: ack, or give it back."""
         before = len(self.work_handles)
         self.fetch_work_item(tag_filter=tag_filter, owner=owner, timeout=5.0)
-        if len(self.work_handles) > before:
-            self._ack_work(self.work_handles[-1], with_result=True)
+        if len(self.work_handles) == before:
+            return
+        handle = self.work_handles[-1]
+        if finish == "ack":
+            self._ack_work(handle, with_result=True)
+        else:
+            self._abandon_work(handle, 0, finish == "abandon_ignoring_attempt")
 
     @precondition(lambda self: self.work_handles)
     @rule(data=st.data(), delay_ms=st.sampled_from(DELAYS), ignore_attempt=st.booleans())
     def abandon_work_item(self, data: st.DataObject, delay_ms: int, ignore_attempt: bool) -> None:
-        handle = data.draw(st.sampled_from(self.work_handles))
+        self._abandon_work(data.draw(st.sampled_from(self.work_handles)), delay_ms, ignore_attempt)
+
+    def _abandon_work(self, handle: WorkHandle, delay_ms: int, ignore_attempt: bool) -> None:
         outcome = self.both(
             lambda p, i: p.abandon_work_item(
                 handle.tokens[i], delay_ms=delay_ms, ignore_attempt=ignore_attempt
@@ -708,7 +732,7 @@ class ProviderAgreement(RuleBasedStateMachine):
             ):
                 self.both(functools.partial(_read, method=method, instance=instance))
             row = self.model.instances.get(instance)
-            status = self.providers[0].get_instance_status(instance)
+            status = self.memory.get_instance_status(instance)
             if row is None:
                 assert status is None
                 continue
@@ -718,8 +742,8 @@ class ProviderAgreement(RuleBasedStateMachine):
                 row.custom_status,
                 row.custom_version,
             )
-            assert self.providers[1].get_kv_all_values(instance) == row.kv_latest()
-            assert self.providers[1].read_history(instance) == row.histories[row.current]
+            assert self.sqlite.get_kv_all_values(instance) == row.kv_latest()
+            assert self.sqlite.read_history(instance) == row.histories[row.current]
         depths = self.both(lambda p, i: p.get_queue_depths())
         assert (depths[1].orchestrator_queue, depths[1].worker_queue) == self.model.depths()
         self.both(lambda p, i: p.next_orchestrator_visible_ms())
