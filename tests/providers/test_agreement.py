@@ -947,7 +947,7 @@ def _run(tmp_path: Path, *, examples: int, steps: int) -> int:
 
 
 def test_memory_sqlite_and_model_agree(tmp_path: Path) -> None:
-    ran = _run(tmp_path, examples=350, steps=50)
+    ran = _run(tmp_path, examples=600, steps=50)
     print(f"agreement: {ran} examples")
     assert ran >= 1
 
