@@ -953,6 +953,7 @@ def test_memory_sqlite_and_model_agree(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_memory_sqlite_and_model_agree_long(tmp_path: Path) -> None:
     ran = _run(tmp_path, examples=3_000, steps=80)
     print(f"agreement (long): {ran} examples")
