@@ -1200,6 +1200,10 @@ def _fetch_orchestration(
 ) -> _FetchedRows | object | None:
     for _ in range(_ORPHANS_PER_TRANSACTION):
         # The instance of the oldest visible message whose instance is not locked.
+        # "Oldest" is enqueue order (id), as in the memory provider and Duroxide:
+        # the visible_at index yields the visible rows and SQLite keeps only the
+        # smallest id while sorting them, so the cost grows with the visible
+        # backlog, never with future timers.
         candidate = conn.execute(
             "SELECT q.instance_id FROM orchestrator_queue q WHERE q.visible_at <= :now AND NOT EXISTS"
             " (SELECT 1 FROM instance_locks l WHERE l.instance_id = q.instance_id AND l.locked_until > :now)"
