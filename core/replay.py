@@ -1000,10 +1000,14 @@ def _end_execution(turn: _Turn, decided: outcome.Outcome) -> None:
     )
     if isinstance(decided, outcome.Complete):
         turn.append(history.OrchestrationCompleted(**turn.ids(), output=decided.output))
-        _notify_parent(turn, started, result=decided.output, error=None)
+        turn.orchestrator_items.extend(
+            parent_notice(started, replay.instance, result=decided.output, error=None)
+        )
     elif isinstance(decided, outcome.Fail):
         turn.append(history.OrchestrationFailed(**turn.ids(), details=decided.details))
-        _notify_parent(turn, started, result=None, error=decided.details)
+        turn.orchestrator_items.extend(
+            parent_notice(started, replay.instance, result=None, error=decided.details)
+        )
     elif isinstance(decided, outcome.ContinueAsNew):
         turn.append(
             history.OrchestrationContinuedAsNew(
@@ -1035,24 +1039,25 @@ def _end_execution(turn: _Turn, decided: outcome.Outcome) -> None:
         turn.orchestrator_items.append(OutgoingMessage(message=restart))
 
 
-def _notify_parent(
-    turn: _Turn,
-    started: history.OrchestrationStarted,
+def parent_notice(
+    started: history.OrchestrationStarted | None,
+    child_instance: str,
     *,
     result: str | None,
     error: ErrorDetails | None,
-) -> None:
-    if started.parent_instance is None or started.parent_id is None:
-        return
+) -> tuple[OutgoingMessage, ...]:
+    """The message telling a sub-orchestration's parent how it ended (none for a root)."""
+    if started is None or started.parent_instance is None or started.parent_id is None:
+        return ()
     message = SubOrchestrationResult(
         instance=started.parent_instance,
         execution_id=started.parent_execution_id or 1,
         id=started.parent_id,
-        child_instance=turn.replay.instance,
+        child_instance=child_instance,
         result=result,
         error=error,
     )
-    turn.orchestrator_items.append(OutgoingMessage(message=message))
+    return (OutgoingMessage(message=message),)
 
 
 def _discard(queue: deque[ScheduledFuture[Any]] | None, future: ScheduledFuture[Any]) -> None:

@@ -413,21 +413,10 @@ def _poison(
     new_events.append(
         history.OrchestrationFailed(event_id=next_id, timestamp_ms=now_ms, details=details)
     )
-    notify: tuple[OutgoingMessage, ...] = ()
-    if (
-        started is not None
-        and started.parent_instance is not None
-        and started.parent_id is not None
-    ):
-        result = messages.SubOrchestrationResult(
-            instance=started.parent_instance,
-            execution_id=started.parent_execution_id or 1,
-            id=started.parent_id,
-            child_instance=item.instance,
-            error=details,
-        )
-        notify = (OutgoingMessage(message=result),)
     from durox.core.codec import dumps_record
+    from durox.core.replay import parent_notice
+
+    notify = parent_notice(started, item.instance, result=None, error=details)
 
     commit = Commit(
         instance=item.instance,
