@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 
 import attrs
@@ -32,31 +31,36 @@ import attrs
 from durox.core import codec, history
 from durox.core.commit import ActivityRef, Commit, ExecutionStatus, KvOp
 from durox.core.errors import (
-    ErrorDetails,
     InstanceAlreadyExists,
     InstanceNotFound,
     InvalidArgument,
     LockLost,
-    PayloadError,
     ProviderClosed,
     ProviderError,
 )
 from durox.core.items import ActivityItem, KvEntry, OrchestrationItem
-from durox.core.limits import check_id
 from durox.core.messages import (
-    ORCHESTRATOR_MESSAGE_TYPES,
     ActivityResult,
-    CancelInstance,
-    ContinueAsNew,
     ExecuteActivity,
-    ExternalRaised,
     OrchestratorMessage,
-    QueueMessage,
     StartOrchestration,
-    SubOrchestrationResult,
-    TimerDue,
 )
 from durox.core.tags import TagFilter
+from durox.providers._validation import (
+    check_activity_result,
+    check_commit,
+    check_delay,
+    check_lock_token,
+    check_orchestrator_message,
+    check_owner_ids,
+    check_prune_options,
+    check_start,
+    check_timeout,
+    check_work_fetch,
+    check_worker_message,
+    new_lock_token,
+    read_error,
+)
 from durox.providers.base import (
     DeleteResult,
     ExecutionInfo,
@@ -72,71 +76,13 @@ from durox.providers.base import (
     SystemMetrics,
 )
 
+# The two message checks were first defined here; they are re-exported so
+# ``from durox.providers.memory import check_orchestrator_message`` keeps working.
 __all__ = ["MemoryProvider", "check_orchestrator_message", "check_worker_message"]
 
 
 def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _seconds_to_ms(seconds: float, what: str) -> int:
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
-        raise InvalidArgument(f"{what} must be a positive number of seconds, got {seconds!r}")
-    return max(1, int(seconds * 1000))
-
-
-def _check_delay(delay_ms: int) -> int:
-    if isinstance(delay_ms, bool) or not isinstance(delay_ms, int) or delay_ms < 0:
-        raise InvalidArgument(f"delay_ms must be a non-negative int, got {delay_ms!r}")
-    return delay_ms
-
-
-# -- validation at the public entry points ------------------------------------------
-
-
-def check_orchestrator_message(message: object) -> OrchestratorMessage:
-    """Validate a message a caller wants to enqueue; raise a typed error, or return it.
-
-    Ids and names go through :func:`~durox.core.limits.check_id`, payload
-    text through :func:`~durox.core.codec.validate_json_text`.
-    """
-    if not isinstance(message, ORCHESTRATOR_MESSAGE_TYPES):
-        raise InvalidArgument(f"not an orchestrator message: {type(message).__name__}")
-    check_id(message.instance)
-    if isinstance(message, (StartOrchestration, ContinueAsNew)):
-        check_id(message.name, "orchestration name")
-        codec.validate_json_text(message.input, what="orchestration input")
-    elif isinstance(message, (ActivityResult, SubOrchestrationResult)):
-        if message.result is not None:
-            codec.validate_json_text(message.result, what="result")
-    elif isinstance(message, ExternalRaised):
-        check_id(message.name, "event name")
-        codec.validate_json_text(message.data, what="event data")
-    elif isinstance(message, QueueMessage):
-        check_id(message.name, "queue name")
-        codec.validate_json_text(message.data, what="queue message data")
-    elif isinstance(message, CancelInstance):
-        if not isinstance(message.reason, str):
-            raise InvalidArgument(
-                f"cancel reason must be a string, got {type(message.reason).__name__}"
-            )
-    elif isinstance(message, TimerDue) and not isinstance(message.fire_at_ms, int):
-        raise InvalidArgument(f"fire_at_ms must be an int, got {type(message.fire_at_ms).__name__}")
-    return message
-
-
-def check_worker_message(message: object) -> ExecuteActivity:
-    """Validate an activity a caller wants to enqueue directly; raise a typed error, or return it."""
-    if not isinstance(message, ExecuteActivity):
-        raise InvalidArgument(f"not an ExecuteActivity message: {type(message).__name__}")
-    check_id(message.instance)
-    check_id(message.name, "activity name")
-    codec.validate_json_text(message.input, what="activity input")
-    if message.session_id is not None:
-        check_id(message.session_id, "session id")
-    if message.tag is not None:
-        check_id(message.tag, "activity tag")
-    return message
 
 
 # -- rows ---------------------------------------------------------------------------
@@ -258,10 +204,6 @@ class MemoryProvider(Provider, ProviderAdmin):
         self._seq += 1
         return self._seq
 
-    @staticmethod
-    def _new_token() -> str:
-        return uuid.uuid4().hex
-
     def _live_lock(self, instance: str, now: int) -> _Lock | None:
         lock = self._instance_locks.get(instance)
         return lock if lock is not None and lock.locked_until_ms > now else None
@@ -356,11 +298,7 @@ class MemoryProvider(Provider, ProviderAdmin):
 
     def create_instance(self, start: StartOrchestration) -> None:
         """Create the instance (``Running``, execution 1) and enqueue ``start``, atomically."""
-        if not isinstance(start, StartOrchestration):
-            raise InvalidArgument(
-                f"create_instance takes a StartOrchestration, got {type(start).__name__}"
-            )
-        check_orchestrator_message(start)
+        check_start(start)
         with self._mutex:
             now = self._open()
             if start.instance in self._instances:
@@ -373,7 +311,7 @@ class MemoryProvider(Provider, ProviderAdmin):
     def enqueue_orchestrator(self, message: OrchestratorMessage, *, delay_ms: int = 0) -> None:
         """Enqueue ``message`` for an existing instance, invisible for ``delay_ms``."""
         check_orchestrator_message(message)
-        _check_delay(delay_ms)
+        check_delay(delay_ms)
         with self._mutex:
             now = self._open()
             if message.instance not in self._instances:
@@ -393,7 +331,7 @@ class MemoryProvider(Provider, ProviderAdmin):
         self, *, lock_timeout: float, known_history: KnownHistory | None = None
     ) -> OrchestrationItem | None:
         """Lock the instance with the oldest visible message and hand out all its visible messages."""
-        timeout_ms = _seconds_to_ms(lock_timeout, "lock_timeout")
+        timeout_ms = check_timeout(lock_timeout)
         with self._mutex:
             now = self._open()
             instance = self._pick_instance(now)
@@ -412,7 +350,7 @@ class MemoryProvider(Provider, ProviderAdmin):
             else:
                 events, offset = tuple(execution.events), 0
             self._drop_instance_lock(instance)  # an expired lock, if any
-            token = self._new_token()
+            token = new_lock_token()
             self._instance_locks[instance] = _Lock(
                 instance=instance, token=token, locked_until_ms=now + timeout_ms
             )
@@ -457,10 +395,8 @@ class MemoryProvider(Provider, ProviderAdmin):
 
     def ack_orchestration_item(self, lock_token: str, commit: Commit) -> None:
         """Apply ``commit`` and release the lock, all or nothing."""
-        if not isinstance(commit, Commit):
-            raise InvalidArgument(
-                f"ack_orchestration_item takes a Commit, got {type(commit).__name__}"
-            )
+        check_lock_token(lock_token)
+        check_commit(commit)
         with self._mutex:
             now = self._open()
             lock = self._held_lock(lock_token, now, "ack_orchestration_item")
@@ -511,22 +447,21 @@ class MemoryProvider(Provider, ProviderAdmin):
                         message.parent_instance,
                         now,
                     )
-                self._enqueue_orch(message, now + max(0, outgoing.delay_ms))
+                self._enqueue_orch(message, now + outgoing.delay_ms)
             row.updated_at_ms = now
             self._drop_instance_lock(lock.instance)
 
     @staticmethod
     def _check_event_ids(commit: Commit, execution: _Execution | None) -> None:
+        # check_commit already refused ids repeated within the commit.
         existing = execution.event_ids if execution is not None else set()
-        seen: set[int] = set()
         for event in commit.new_events:
-            if event.event_id in existing or event.event_id in seen:
+            if event.event_id in existing:
                 raise ProviderError(
                     f"event id {event.event_id} already exists in execution {commit.execution_id} of instance "
                     f"{commit.instance!r}; the commit was rejected and nothing was written",
                     operation="ack_orchestration_item",
                 )
-            seen.add(event.event_id)
 
     @staticmethod
     def _apply_kv(row: _Instance, ops: Sequence[KvOp], *, fold: bool) -> None:
@@ -556,7 +491,8 @@ class MemoryProvider(Provider, ProviderAdmin):
         self, lock_token: str, *, delay_ms: int = 0, ignore_attempt: bool = False
     ) -> None:
         """Release the lock; the fetched messages stay, invisible for ``delay_ms``."""
-        _check_delay(delay_ms)
+        check_lock_token(lock_token)
+        check_delay(delay_ms)
         with self._mutex:
             now = self._open()
             lock = self._held_lock(lock_token, now, "abandon_orchestration_item")
@@ -570,7 +506,8 @@ class MemoryProvider(Provider, ProviderAdmin):
 
     def renew_orchestration_lock(self, lock_token: str, *, lock_timeout: float) -> None:
         """Extend a held instance lock to ``now + lock_timeout``."""
-        timeout_ms = _seconds_to_ms(lock_timeout, "lock_timeout")
+        check_lock_token(lock_token)
+        timeout_ms = check_timeout(lock_timeout)
         with self._mutex:
             now = self._open()
             lock = self._held_lock(lock_token, now, "renew_orchestration_lock")
@@ -582,14 +519,7 @@ class MemoryProvider(Provider, ProviderAdmin):
         self, *, lock_timeout: float, tag_filter: TagFilter, session: SessionClaim | None = None
     ) -> ActivityItem | None:
         """Lock the oldest visible activity the tag filter and session rules allow."""
-        timeout_ms = _seconds_to_ms(lock_timeout, "lock_timeout")
-        if not isinstance(tag_filter, TagFilter):
-            raise InvalidArgument(
-                f"tag_filter must be a TagFilter, got {type(tag_filter).__name__}"
-            )
-        if session is not None:
-            check_id(session.owner_id, "session owner id")
-            session_ms = _seconds_to_ms(session.lock_timeout, "session lock_timeout")
+        timeout_ms, session_ms = check_work_fetch(lock_timeout, tag_filter, session)
         with self._mutex:
             now = self._open()
             if tag_filter.mode == "none":
@@ -612,6 +542,7 @@ class MemoryProvider(Provider, ProviderAdmin):
                         and owner.owner_id != session.owner_id
                     ):
                         continue
+                    assert session_ms is not None  # set whenever a session is claimed
                     self._sessions[session_id] = _Session(
                         owner_id=session.owner_id,
                         locked_until_ms=now + session_ms,
@@ -619,7 +550,7 @@ class MemoryProvider(Provider, ProviderAdmin):
                     )
                 if row.lock_token is not None:
                     self._work_token_row.pop(row.lock_token, None)  # the expired lock's token
-                token = self._new_token()
+                token = new_lock_token()
                 row.lock_token = token
                 row.locked_until_ms = now + timeout_ms
                 row.attempt_count += 1
@@ -631,10 +562,8 @@ class MemoryProvider(Provider, ProviderAdmin):
 
     def ack_work_item(self, lock_token: str, result: ActivityResult | None) -> None:
         """Delete the locked activity and enqueue its result, atomically."""
-        if result is not None and not isinstance(result, ActivityResult):
-            raise InvalidArgument(
-                f"ack_work_item takes an ActivityResult or None, got {type(result).__name__}"
-            )
+        check_lock_token(lock_token)
+        check_activity_result(result)
         with self._mutex:
             now = self._open()
             row = self._held_work_row(lock_token, now, "ack_work_item")
@@ -646,7 +575,8 @@ class MemoryProvider(Provider, ProviderAdmin):
 
     def renew_work_item_lock(self, lock_token: str, *, lock_timeout: float) -> None:
         """Extend an activity lock; ``LockLost`` means the activity was cancelled or lost."""
-        timeout_ms = _seconds_to_ms(lock_timeout, "lock_timeout")
+        check_lock_token(lock_token)
+        timeout_ms = check_timeout(lock_timeout)
         with self._mutex:
             now = self._open()
             row = self._held_work_row(lock_token, now, "renew_work_item_lock")
@@ -657,7 +587,8 @@ class MemoryProvider(Provider, ProviderAdmin):
         self, lock_token: str, *, delay_ms: int = 0, ignore_attempt: bool = False
     ) -> None:
         """Unlock the activity; it is visible again after ``delay_ms``."""
-        _check_delay(delay_ms)
+        check_lock_token(lock_token)
+        check_delay(delay_ms)
         with self._mutex:
             now = self._open()
             row = self._held_work_row(lock_token, now, "abandon_work_item")
@@ -672,9 +603,9 @@ class MemoryProvider(Provider, ProviderAdmin):
         self, owner_ids: Sequence[str], *, lock_timeout: float, idle_timeout: float
     ) -> int:
         """Extend the live, recently active sessions of these owners; return how many."""
-        timeout_ms = _seconds_to_ms(lock_timeout, "lock_timeout")
-        idle_ms = _seconds_to_ms(idle_timeout, "idle_timeout")
-        owners = set(owner_ids)
+        owners = set(check_owner_ids(owner_ids))
+        timeout_ms = check_timeout(lock_timeout)
+        idle_ms = check_timeout(idle_timeout, "idle_timeout")
         with self._mutex:
             now = self._open()
             renewed = 0
@@ -730,7 +661,7 @@ class MemoryProvider(Provider, ProviderAdmin):
                 orchestration_name=row.orchestration_name,
                 orchestration_version=row.orchestration_version,
                 output=execution.output if execution.status == "Completed" else None,
-                error=_read_error(execution.output) if execution.status == "Failed" else None,
+                error=read_error(execution.output) if execution.status == "Failed" else None,
                 custom_status=row.custom_status,
                 custom_status_version=row.custom_status_version,
             )
@@ -953,12 +884,7 @@ class MemoryProvider(Provider, ProviderAdmin):
         self, instance: str, *, keep_last: int | None = None, completed_before_ms: int | None = None
     ) -> PruneResult:
         """Delete finished executions other than the current one, filtered by both options."""
-        if keep_last is not None and (
-            isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0
-        ):
-            raise InvalidArgument(
-                f"keep_last must be a non-negative int or None, got {keep_last!r}"
-            )
+        check_prune_options(keep_last, completed_before_ms)
         with self._mutex:
             self._open()
             row = self._instance(instance)
@@ -985,13 +911,3 @@ class MemoryProvider(Provider, ProviderAdmin):
                 executions_deleted=len(doomed),
                 events_deleted=sum(len(e.events) for e in doomed),
             )
-
-
-def _read_error(output: str | None) -> ErrorDetails | None:
-    if output is None:
-        return None
-    try:
-        return codec.loads_error(output)
-    except PayloadError as exc:
-        # A Failed execution whose record cannot be read still reports *a* failure.
-        return ErrorDetails(category="infrastructure", kind="unreadable_error", message=str(exc))

@@ -30,13 +30,11 @@ from __future__ import annotations
 
 import contextlib
 import importlib.resources
-import math
 import os
 import random
 import re
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -52,8 +50,8 @@ except ImportError as _exc:  # pragma: no cover - exercised only without the ext
     ) from _exc
 
 from durox.core import history
-from durox.core.codec import dumps_record, loads_error, loads_event, loads_work_item
-from durox.core.commit import Commit, ExecutionStatus, KvOp, OutgoingMessage
+from durox.core.codec import dumps_record, loads_event, loads_work_item
+from durox.core.commit import Commit, ExecutionStatus, KvOp
 from durox.core.errors import (
     InstanceAlreadyExists,
     InstanceNotFound,
@@ -73,6 +71,23 @@ from durox.core.messages import (
     StartOrchestration,
 )
 from durox.core.tags import TagFilter
+from durox.providers._validation import (
+    EXECUTION_STATUSES,
+    check_activity_result,
+    check_commit,
+    check_delay,
+    check_lock_token,
+    check_orchestrator_message,
+    check_owner_ids,
+    check_prune_options,
+    check_start,
+    check_timeout,
+    check_work_fetch,
+    check_worker_message,
+    new_lock_token,
+    read_error,
+    read_status,
+)
 from durox.providers.base import (
     DeleteResult,
     ExecutionInfo,
@@ -87,7 +102,6 @@ from durox.providers.base import (
     SessionClaim,
     SystemMetrics,
 )
-from durox.providers.memory import check_orchestrator_message, check_worker_message
 
 __all__ = ["SCHEMA_VERSION", "PostgresProvider", "redact_dsn"]
 
@@ -110,8 +124,6 @@ _NOW = "(floor(extract(epoch FROM statement_timestamp()) * 1000)::bigint + %(off
 _RETRY_SQLSTATES = frozenset({"40P01", "40001", "55P03", "0A000"})
 _LOCK_LOST_STATE = "DX001"
 _WRONG_INSTANCE_STATE = "DX002"
-
-_TERMINAL: tuple[ExecutionStatus, ...] = ("Completed", "Failed", "ContinuedAsNew")
 
 Queue = Literal["orchestrator", "worker"]
 
@@ -152,29 +164,6 @@ def _dsn_password(dsn: str) -> str | None:
     except psycopg.Error:
         return None
     return str(password) if password else None
-
-
-def _seconds_to_ms(value: float, what: str) -> int:
-    if (
-        not isinstance(value, (int, float))
-        or isinstance(value, bool)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise InvalidArgument(f"{what} must be a positive, finite number of seconds, got {value!r}")
-    return max(1, int(value * 1000))
-
-
-def _delay(value: int, what: str = "delay_ms") -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise InvalidArgument(f"{what} must be a whole number of milliseconds >= 0, got {value!r}")
-    return value
-
-
-def _token(value: object) -> str:
-    if not isinstance(value, str) or not value:
-        raise InvalidArgument(f"a lock token must be a non-empty string, got {value!r}")
-    return value
 
 
 class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ignore]  # Any when mypy cannot see through the editable finder
@@ -232,12 +221,12 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
         self._password = _dsn_password(dsn)
         self._offset_hook = clock_offset_ms
         self._max_retries = max_retries
-        self._acquire_timeout = _seconds_to_ms(acquire_timeout, "acquire_timeout") / 1000
+        self._acquire_timeout = check_timeout(acquire_timeout, "acquire_timeout") / 1000
         self._connect_kwargs = self._connection_settings(
-            connect_timeout=_seconds_to_ms(connect_timeout, "connect_timeout"),
-            statement_ms=_seconds_to_ms(statement_timeout, "statement_timeout"),
-            lock_ms=_seconds_to_ms(lock_wait_timeout, "lock_wait_timeout"),
-            idle_ms=_seconds_to_ms(idle_in_transaction_timeout, "idle_in_transaction_timeout"),
+            connect_timeout=check_timeout(connect_timeout, "connect_timeout"),
+            statement_ms=check_timeout(statement_timeout, "statement_timeout"),
+            lock_ms=check_timeout(lock_wait_timeout, "lock_wait_timeout"),
+            idle_ms=check_timeout(idle_in_transaction_timeout, "idle_in_transaction_timeout"),
             application_name=application_name or f"durox-{os.getpid()}",
         )
         self._sql = _Statements(sql.Identifier(schema).as_string(None))
@@ -501,11 +490,7 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
 
     def create_instance(self, start: StartOrchestration) -> None:
         """See :meth:`Provider.create_instance`."""
-        if not isinstance(start, StartOrchestration):
-            raise InvalidArgument(
-                f"create_instance takes a StartOrchestration, got {type(start).__name__}"
-            )
-        check_orchestrator_message(start)
+        check_start(start)
         item = dumps_record(start)
         params = {
             "off": self._off(),
@@ -531,7 +516,7 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
             "off": self._off(),
             "inst": message.instance,
             "item": dumps_record(message),
-            "delay": _delay(delay_ms),
+            "delay": check_delay(delay_ms),
         }
 
         def body(conn: psycopg.Connection[Any]) -> int:
@@ -562,8 +547,8 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
         never runs inside an open transaction; the lock keeps other writers off
         what is read afterwards.
         """
-        lock_ms = _seconds_to_ms(lock_timeout, "lock_timeout")
-        token = uuid.uuid4().hex
+        lock_ms = check_timeout(lock_timeout, "lock_timeout")
+        token = new_lock_token()
         claim_params = {"off": self._off(), "ms": lock_ms, "tok": token}
         row = self._run(
             "fetch_orchestration_item",
@@ -642,7 +627,7 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
 
     def ack_orchestration_item(self, lock_token: str, commit: Commit) -> None:
         """See :meth:`Provider.ack_orchestration_item`. One statement: the ``ack_turn`` SQL function."""
-        token = _token(lock_token)
+        token = check_lock_token(lock_token)
         params = _AckPlan.build(commit).params()
         params.update(off=self._off(), tok=token)
 
@@ -669,8 +654,8 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
         """See :meth:`Provider.abandon_orchestration_item`."""
         params = {
             "off": self._off(),
-            "tok": _token(lock_token),
-            "delay": _delay(delay_ms),
+            "tok": check_lock_token(lock_token),
+            "delay": check_delay(delay_ms),
             "ignore": bool(ignore_attempt),
         }
 
@@ -690,8 +675,8 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
         """See :meth:`Provider.renew_orchestration_lock`."""
         params = {
             "off": self._off(),
-            "tok": _token(lock_token),
-            "ms": _seconds_to_ms(lock_timeout, "lock_timeout"),
+            "tok": check_lock_token(lock_token),
+            "ms": check_timeout(lock_timeout, "lock_timeout"),
         }
 
         def body(conn: psycopg.Connection[Any]) -> int:
@@ -710,25 +695,14 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
     ) -> ActivityItem | None:
         """See :meth:`Provider.fetch_work_item`."""
         self._check_open()
-        if not isinstance(tag_filter, TagFilter):
-            raise InvalidArgument(
-                f"tag_filter must be a TagFilter, got {type(tag_filter).__name__}"
-            )
-        lock_ms = _seconds_to_ms(lock_timeout, "lock_timeout")
-        if session is not None:
-            if not isinstance(session, SessionClaim):
-                raise InvalidArgument(
-                    f"session must be a SessionClaim or None, got {type(session).__name__}"
-                )
-            check_id(session.owner_id, "session owner id")
-            session_ms = _seconds_to_ms(session.lock_timeout, "session lock_timeout")
+        lock_ms, session_ms = check_work_fetch(lock_timeout, tag_filter, session)
         if tag_filter.mode == "none":
             return None
         statement = self._sql.fetch_work[(tag_filter.mode, session is not None)]
         # A lost race for a session makes the claim come back empty although a
         # candidate existed; try again (the loser now sees the session as owned).
         for _ in range(16):
-            token = uuid.uuid4().hex
+            token = new_lock_token()
             params: dict[str, Any] = {
                 "off": self._off(),
                 "tok": token,
@@ -759,11 +733,8 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
 
     def ack_work_item(self, lock_token: str, result: ActivityResult | None) -> None:
         """See :meth:`Provider.ack_work_item`."""
-        token = _token(lock_token)
-        if result is not None and not isinstance(result, ActivityResult):
-            raise InvalidArgument(
-                f"ack_work_item takes an ActivityResult or None, got {type(result).__name__}"
-            )
+        token = check_lock_token(lock_token)
+        check_activity_result(result)
         params = {
             "off": self._off(),
             "tok": token,
@@ -789,8 +760,8 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
         """See :meth:`Provider.renew_work_item_lock`."""
         params = {
             "off": self._off(),
-            "tok": _token(lock_token),
-            "ms": _seconds_to_ms(lock_timeout, "lock_timeout"),
+            "tok": check_lock_token(lock_token),
+            "ms": check_timeout(lock_timeout, "lock_timeout"),
         }
 
         def body(conn: psycopg.Connection[Any]) -> int:
@@ -809,8 +780,8 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
         """See :meth:`Provider.abandon_work_item`."""
         params = {
             "off": self._off(),
-            "tok": _token(lock_token),
-            "delay": _delay(delay_ms),
+            "tok": check_lock_token(lock_token),
+            "delay": check_delay(delay_ms),
             "ignore": bool(ignore_attempt),
         }
 
@@ -829,14 +800,12 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
         self, owner_ids: Sequence[str], *, lock_timeout: float, idle_timeout: float
     ) -> int:
         """See :meth:`Provider.renew_session_locks`."""
-        if isinstance(owner_ids, str):
-            raise InvalidArgument("owner_ids must be a list of owner ids, not one string")
-        owners = [check_id(owner, "session owner id") for owner in owner_ids]
+        owners = check_owner_ids(owner_ids)
         params = {
             "off": self._off(),
             "owners": owners,
-            "ms": _seconds_to_ms(lock_timeout, "lock_timeout"),
-            "idle": _seconds_to_ms(idle_timeout, "idle_timeout"),
+            "ms": check_timeout(lock_timeout, "lock_timeout"),
+            "idle": check_timeout(idle_timeout, "idle_timeout"),
         }
         if not owners:
             self._check_open()
@@ -884,7 +853,7 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
         if row is None:
             return None
         name, version, execution_id, custom_status, custom_version, stored, output = row
-        status: ExecutionStatus = stored or "Running"
+        status = read_status(stored)
         return InstanceStatus(
             instance=instance,
             status=status,
@@ -892,7 +861,7 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
             orchestration_name=name,
             orchestration_version=version,
             output=output if status == "Completed" else None,
-            error=loads_error(output) if status == "Failed" and output is not None else None,
+            error=read_error(output) if status == "Failed" else None,
             custom_status=custom_status,
             custom_status_version=int(custom_version),
         )
@@ -1002,12 +971,7 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
 
     def list_instances(self, status: ExecutionStatus | None = None) -> list[str]:
         """See :meth:`ProviderAdmin.list_instances`."""
-        if status is not None and status not in (
-            "Running",
-            "Completed",
-            "Failed",
-            "ContinuedAsNew",
-        ):
+        if status is not None and status not in EXECUTION_STATUSES:
             raise InvalidArgument(f"unknown status {status!r}")
         rows = self._run(
             "list_instances",
@@ -1032,7 +996,7 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
             orchestration_name=name,
             orchestration_version=version,
             current_execution_id=int(execution_id),
-            status=status or "Running",
+            status=read_status(status),
             output=output,
             created_at_ms=int(created),
             updated_at_ms=int(updated),
@@ -1192,18 +1156,7 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
         is pruned; the current execution and running ones never are.
         """
         check_id(instance)
-        if keep_last is not None and (
-            not isinstance(keep_last, int) or isinstance(keep_last, bool) or keep_last < 0
-        ):
-            raise InvalidArgument(
-                f"keep_last must be a whole number >= 0 or None, got {keep_last!r}"
-            )
-        if completed_before_ms is not None and (
-            not isinstance(completed_before_ms, int) or isinstance(completed_before_ms, bool)
-        ):
-            raise InvalidArgument(
-                f"completed_before_ms must be epoch milliseconds or None, got {completed_before_ms!r}"
-            )
+        check_prune_options(keep_last, completed_before_ms)
         params = {"inst": instance, "keep": keep_last, "before": completed_before_ms}
 
         def body(conn: psycopg.Connection[Any]) -> PruneResult:
@@ -1262,57 +1215,10 @@ class _AckPlan:
 
     @classmethod
     def build(cls, commit: Commit) -> _AckPlan:
-        if not isinstance(commit, Commit):
-            raise InvalidArgument(
-                f"ack_orchestration_item takes a Commit, got {type(commit).__name__}"
-            )
-        check_id(commit.instance)
-        check_id(commit.orchestration_name, "orchestration name")
-        if not isinstance(commit.orchestration_version, str):
-            raise InvalidArgument("a commit's orchestration_version must be a string")
-        if commit.parent_instance is not None:
-            check_id(commit.parent_instance, "parent instance id")
-        if (
-            not isinstance(commit.execution_id, int)
-            or isinstance(commit.execution_id, bool)
-            or commit.execution_id < 1
-        ):
-            raise InvalidArgument(
-                f"execution_id must be a whole number >= 1, got {commit.execution_id!r}"
-            )
-        if commit.status is not None and commit.status not in ("Running", *_TERMINAL):
-            raise InvalidArgument(f"unknown execution status {commit.status!r}")
-        if commit.output is not None and not isinstance(commit.output, str):
-            raise InvalidArgument("a commit's output must be JSON text or None")
+        check_commit(commit)
         plan = cls(commit)
-        ids: list[int] = []
-        for event in commit.new_events:
-            if not isinstance(event, history.EVENT_TYPES):
-                raise InvalidArgument(
-                    f"new_events holds a {type(event).__name__}, not a history event"
-                )
-            if (
-                not isinstance(event.event_id, int)
-                or isinstance(event.event_id, bool)
-                or event.event_id < 1
-            ):
-                raise InvalidArgument(f"event ids start at 1, got {event.event_id!r}")
-            ids.append(event.event_id)
-        if len(set(ids)) != len(ids):
-            raise ProviderError(
-                f"the commit for {commit.instance!r} repeats an event id; nothing was written",
-                operation="ack_orchestration_item",
-            )
         plan._reduce_kv(commit.kv_ops)
-        for item in commit.worker_items:
-            check_worker_message(item)
         for out in commit.orchestrator_items:
-            if not isinstance(out, OutgoingMessage):
-                raise InvalidArgument(
-                    f"orchestrator_items holds a {type(out).__name__}, not an OutgoingMessage"
-                )
-            check_orchestrator_message(out.message)
-            _delay(out.delay_ms, "OutgoingMessage.delay_ms")
             if (
                 isinstance(out.message, StartOrchestration)
                 and out.message.instance != commit.instance
@@ -1325,20 +1231,12 @@ class _AckPlan:
         # stored before it; after that each key ends with a value or a tombstone.
         for op in ops:
             if isinstance(op, history.KeyValueSet):
-                if not isinstance(op.key, str) or not isinstance(op.value, str):
-                    raise InvalidArgument(
-                        "KV keys and values must be strings (values are JSON text)"
-                    )
                 self.kv_final[op.key] = (op.value, op.updated_at_ms)
             elif isinstance(op, history.KeyValueCleared):
-                if not isinstance(op.key, str):
-                    raise InvalidArgument("KV keys must be strings")
                 self.kv_final[op.key] = (None, op.timestamp_ms)
-            elif isinstance(op, history.KeyValuesCleared):
+            else:  # KeyValuesCleared: check_commit lets no other op through
                 self.kv_final.clear()
                 self.kv_clear_all = op.timestamp_ms
-            else:
-                raise InvalidArgument(f"kv_ops holds a {type(op).__name__}, not a KV event")
 
     def params(self) -> dict[str, Any]:
         """Named parameters of the ``ack_turn`` statement (without ``off`` and ``tok``)."""
