@@ -142,22 +142,19 @@ def status_from_provider(record: InstanceStatus | None) -> OrchestrationStatus:
     """Map the provider's status record to a client status object, decoding the output."""
     if record is None:
         return NotFound()
-    custom = {
-        "custom_status": record.custom_status,
-        "custom_status_version": record.custom_status_version,
-    }
+    custom_status, version = record.custom_status, record.custom_status_version
     if record.status == "Completed":
         output = codec.decode_payload(record.output) if record.output is not None else None
-        return Completed(output, **custom)
+        return Completed(output, custom_status=custom_status, custom_status_version=version)
     if record.status == "Failed":
         details = record.error or ErrorDetails(
             category="infrastructure",
             kind="unknown",
             message=record.output or "failed (no details stored)",
         )
-        return Failed(details, **custom)
+        return Failed(details, custom_status=custom_status, custom_status_version=version)
     # ContinuedAsNew is the instant between two executions: the instance still runs.
-    return Running(**custom)
+    return Running(custom_status=custom_status, custom_status_version=version)
 
 
 def _check_timeout(timeout: float | None) -> float | None:
