@@ -38,7 +38,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import attrs
 
@@ -46,14 +46,11 @@ from durox.core import history
 from durox.core.codec import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     dumps_record,
-    loads_error,
     loads_event,
     loads_work_item,
-    validate_json_text,
 )
-from durox.core.commit import ActivityRef, Commit, ExecutionStatus, KvOp, OutgoingMessage
+from durox.core.commit import Commit, ExecutionStatus, KvOp, OutgoingMessage
 from durox.core.errors import (
-    ErrorDetails,
     InstanceAlreadyExists,
     InstanceNotFound,
     InvalidArgument,
@@ -63,20 +60,33 @@ from durox.core.errors import (
     ProviderError,
 )
 from durox.core.items import ActivityItem, KvEntry, OrchestrationItem
-from durox.core.limits import MAX_CUSTOM_STATUS_BYTES, MAX_KV_VALUE_BYTES, check_id
+from durox.core.limits import check_id
 from durox.core.messages import (
     ActivityResult,
-    CancelInstance,
-    ContinueAsNew,
     ExecuteActivity,
-    ExternalRaised,
     OrchestratorMessage,
-    QueueMessage,
     StartOrchestration,
-    SubOrchestrationResult,
-    TimerDue,
 )
 from durox.core.tags import TagFilter
+from durox.providers._validation import (
+    EXECUTION_STATUSES,
+    check_activity_result,
+    check_commit,
+    check_delay,
+    check_execution_id,
+    check_kv_key,
+    check_lock_token,
+    check_orchestrator_message,
+    check_owner_ids,
+    check_prune_options,
+    check_start,
+    check_timeout,
+    check_work_fetch,
+    check_worker_message,
+    new_lock_token,
+    read_error,
+    read_status,
+)
 from durox.providers.base import (
     DeleteResult,
     ExecutionInfo,
@@ -96,7 +106,6 @@ __all__ = ["SqliteProvider"]
 
 T = TypeVar("T")
 
-_EXECUTION_STATUSES = ("Running", "Completed", "Failed", "ContinuedAsNew")
 _TERMINAL_STATUSES = ("Completed", "Failed", "ContinuedAsNew")
 _SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
@@ -489,11 +498,7 @@ class SqliteProvider(Provider, ProviderAdmin):
 
     def create_instance(self, start: StartOrchestration) -> None:
         """Create instance ``start.instance`` and enqueue ``start`` for it, atomically."""
-        if not isinstance(start, StartOrchestration):
-            raise InvalidArgument(
-                f"create_instance takes a StartOrchestration, got {type(start).__name__}"
-            )
-        _check_message(start, self._max_payload_bytes)
+        check_start(start, max_payload_bytes=self._max_payload_bytes)
         work_item = dumps_record(start)
 
         def body(conn: sqlite3.Connection, now: int) -> None:
@@ -507,8 +512,8 @@ class SqliteProvider(Provider, ProviderAdmin):
 
     def enqueue_orchestrator(self, message: OrchestratorMessage, *, delay_ms: int = 0) -> None:
         """Enqueue ``message`` for its instance, invisible for ``delay_ms``."""
-        _check_message(message, self._max_payload_bytes)
-        delay = _check_delay(delay_ms)
+        check_orchestrator_message(message, max_payload_bytes=self._max_payload_bytes)
+        delay = check_delay(delay_ms)
         work_item = dumps_record(message)
 
         def body(conn: sqlite3.Connection, now: int) -> None:
@@ -527,11 +532,7 @@ class SqliteProvider(Provider, ProviderAdmin):
 
     def enqueue_worker(self, message: ExecuteActivity) -> None:
         """Enqueue an activity directly (tests and tools; turns enqueue through acks)."""
-        if not isinstance(message, ExecuteActivity):
-            raise InvalidArgument(
-                f"enqueue_worker takes an ExecuteActivity, got {type(message).__name__}"
-            )
-        _check_activity(message, self._max_payload_bytes)
+        check_worker_message(message, max_payload_bytes=self._max_payload_bytes)
         row = _activity_row(message)
         self._transaction("enqueue_worker", lambda conn, now: _insert_activities(conn, [row], now))
 
@@ -541,7 +542,7 @@ class SqliteProvider(Provider, ProviderAdmin):
         self, *, lock_timeout: float, known_history: KnownHistory | None = None
     ) -> OrchestrationItem | None:
         """Lock the instance whose oldest visible message is oldest, or return ``None``."""
-        timeout_ms = _check_timeout(lock_timeout, "lock_timeout")
+        timeout_ms = check_timeout(lock_timeout)
         while True:
             outcome = self._transaction(
                 "fetch_orchestration_item",
@@ -557,7 +558,7 @@ class SqliteProvider(Provider, ProviderAdmin):
 
     def ack_orchestration_item(self, lock_token: str, commit: Commit) -> None:
         """Apply ``commit`` and release the instance lock, in one transaction."""
-        _check_token(lock_token)
+        check_lock_token(lock_token)
         plan = _AckPlan.build(commit, self._max_payload_bytes)
         self._transaction(
             "ack_orchestration_item", lambda conn, now: plan.apply(conn, now, lock_token)
@@ -567,8 +568,8 @@ class SqliteProvider(Provider, ProviderAdmin):
         self, lock_token: str, *, delay_ms: int = 0, ignore_attempt: bool = False
     ) -> None:
         """Release the instance lock without writing a turn."""
-        _check_token(lock_token)
-        delay = _check_delay(delay_ms)
+        check_lock_token(lock_token)
+        delay = check_delay(delay_ms)
 
         def body(conn: sqlite3.Connection, now: int) -> None:
             instance = _held_lock(conn, lock_token, now, "abandon")
@@ -591,8 +592,8 @@ class SqliteProvider(Provider, ProviderAdmin):
 
     def renew_orchestration_lock(self, lock_token: str, *, lock_timeout: float) -> None:
         """Extend a held instance lock to ``now + lock_timeout``; ``LockLost`` if not held."""
-        _check_token(lock_token)
-        timeout_ms = _check_timeout(lock_timeout, "lock_timeout")
+        check_lock_token(lock_token)
+        timeout_ms = check_timeout(lock_timeout)
 
         def body(conn: sqlite3.Connection, now: int) -> None:
             cursor = conn.execute(
@@ -612,23 +613,12 @@ class SqliteProvider(Provider, ProviderAdmin):
         self, *, lock_timeout: float, tag_filter: TagFilter, session: SessionClaim | None = None
     ) -> ActivityItem | None:
         """Lock the oldest visible activity the filter and sessions allow, or ``None``."""
-        timeout_ms = _check_timeout(lock_timeout, "lock_timeout")
-        if not isinstance(tag_filter, TagFilter):
-            raise InvalidArgument(
-                f"tag_filter must be a TagFilter, got {type(tag_filter).__name__}"
-            )
-        if session is not None:
-            if not isinstance(session, SessionClaim):
-                raise InvalidArgument(
-                    f"session must be a SessionClaim or None, got {type(session).__name__}"
-                )
-            check_id(session.owner_id, "session owner id")
-            session_ms = _check_timeout(session.lock_timeout, "session lock_timeout")
+        timeout_ms, session_ms = check_work_fetch(lock_timeout, tag_filter, session)
         if tag_filter.mode == "none":
             self._check_open()  # a closed provider fails even when the filter serves nothing
             return None
         query, params = _work_item_query(tag_filter, session)
-        token = _new_token()
+        token = new_lock_token()
 
         def body(conn: sqlite3.Connection, now: int) -> tuple[str, int] | None:
             row = conn.execute(query, {**params, "now": now}).fetchone()
@@ -641,7 +631,8 @@ class SqliteProvider(Provider, ProviderAdmin):
                 (token, now + timeout_ms, row_id),
             )
             if session_id is not None:
-                assert session is not None  # the query only returns session work when claiming
+                # The query only returns session work when claiming a session.
+                assert session is not None and session_ms is not None
                 conn.execute(
                     "INSERT INTO sessions (session_id, worker_id, locked_until, last_activity_at)"
                     " VALUES (?, ?, ?, ?) ON CONFLICT (session_id) DO UPDATE SET"
@@ -674,15 +665,9 @@ class SqliteProvider(Provider, ProviderAdmin):
 
     def ack_work_item(self, lock_token: str, result: ActivityResult | None) -> None:
         """Delete the locked activity and enqueue ``result`` for its instance, atomically."""
-        _check_token(lock_token)
-        work_item = None
-        if result is not None:
-            if not isinstance(result, ActivityResult):
-                raise InvalidArgument(
-                    f"ack_work_item takes an ActivityResult or None, got {type(result).__name__}"
-                )
-            _check_message(result, self._max_payload_bytes)
-            work_item = dumps_record(result)
+        check_lock_token(lock_token)
+        check_activity_result(result, max_payload_bytes=self._max_payload_bytes)
+        work_item = dumps_record(result) if result is not None else None
 
         def body(conn: sqlite3.Connection, now: int) -> None:
             row = conn.execute(
@@ -713,8 +698,8 @@ class SqliteProvider(Provider, ProviderAdmin):
 
     def renew_work_item_lock(self, lock_token: str, *, lock_timeout: float) -> None:
         """Extend an activity lock; ``LockLost`` if it is gone — the activity's cancel signal."""
-        _check_token(lock_token)
-        timeout_ms = _check_timeout(lock_timeout, "lock_timeout")
+        check_lock_token(lock_token)
+        timeout_ms = check_timeout(lock_timeout)
 
         def body(conn: sqlite3.Connection, now: int) -> None:
             row = conn.execute(
@@ -734,8 +719,8 @@ class SqliteProvider(Provider, ProviderAdmin):
         self, lock_token: str, *, delay_ms: int = 0, ignore_attempt: bool = False
     ) -> None:
         """Unlock the activity so it runs again after ``delay_ms``; ``LockLost`` for an unknown token."""
-        _check_token(lock_token)
-        delay = _check_delay(delay_ms)
+        check_lock_token(lock_token)
+        delay = check_delay(delay_ms)
 
         def body(conn: sqlite3.Connection, now: int) -> None:
             cursor = conn.execute(
@@ -761,11 +746,9 @@ class SqliteProvider(Provider, ProviderAdmin):
         self, owner_ids: Sequence[str], *, lock_timeout: float, idle_timeout: float
     ) -> int:
         """Extend the sessions these owners hold that saw work within ``idle_timeout``."""
-        if isinstance(owner_ids, str):
-            raise InvalidArgument("owner_ids must be a list of owner ids, not one string")
-        owners = [check_id(owner, "session owner id") for owner in owner_ids]
-        timeout_ms = _check_timeout(lock_timeout, "lock_timeout")
-        idle_ms = _check_timeout(idle_timeout, "idle_timeout")
+        owners = check_owner_ids(owner_ids)
+        timeout_ms = check_timeout(lock_timeout)
+        idle_ms = check_timeout(idle_timeout, "idle_timeout")
         if not owners:
             self._check_open()
             return 0
@@ -800,7 +783,7 @@ class SqliteProvider(Provider, ProviderAdmin):
         """Events of one execution (the current one by default); ``[]`` if unknown."""
         check_id(instance)
         if execution_id is not None:
-            _check_execution_id(execution_id)
+            check_execution_id(execution_id)
 
         def body(conn: sqlite3.Connection, now: int) -> list[str]:
             if execution_id is None:
@@ -843,7 +826,7 @@ class SqliteProvider(Provider, ProviderAdmin):
         if row is None:
             return None
         execution_id, name, version, custom_status, custom_version, stored_status, output = row
-        status = _status(stored_status)
+        status = read_status(stored_status)
         return InstanceStatus(
             instance=instance,
             status=status,
@@ -851,7 +834,7 @@ class SqliteProvider(Provider, ProviderAdmin):
             orchestration_name=name,
             orchestration_version=version,
             output=output if status == "Completed" else None,
-            error=_read_error(output) if status == "Failed" else None,
+            error=read_error(output) if status == "Failed" else None,
             custom_status=custom_status,
             custom_status_version=custom_version,
         )
@@ -859,7 +842,7 @@ class SqliteProvider(Provider, ProviderAdmin):
     def get_kv_value(self, instance: str, key: str) -> str | None:
         """Latest value (including the running execution's writes) or ``None``."""
         check_id(instance)
-        _check_kv_key(key)
+        check_kv_key(key)
         row = self._read(
             "get_kv_value",
             lambda conn, now: conn.execute(
@@ -903,9 +886,9 @@ class SqliteProvider(Provider, ProviderAdmin):
 
     def list_instances(self, status: ExecutionStatus | None = None) -> list[str]:
         """Instance ids, newest first; only those whose current execution has ``status`` if given."""
-        if status is not None and status not in _EXECUTION_STATUSES:
+        if status is not None and status not in EXECUTION_STATUSES:
             raise InvalidArgument(
-                f"status must be one of {', '.join(_EXECUTION_STATUSES)} or None, got {status!r}"
+                f"status must be one of {', '.join(EXECUTION_STATUSES)} or None, got {status!r}"
             )
 
         def body(conn: sqlite3.Connection, now: int) -> list[str]:
@@ -946,7 +929,7 @@ class SqliteProvider(Provider, ProviderAdmin):
             orchestration_name=name,
             orchestration_version=version,
             current_execution_id=execution_id,
-            status=_status(status),
+            status=read_status(status),
             output=output,
             created_at_ms=created,
             updated_at_ms=updated,
@@ -979,7 +962,7 @@ class SqliteProvider(Provider, ProviderAdmin):
     def get_execution_info(self, instance: str, execution_id: int) -> ExecutionInfo:
         """Metadata of one execution; ``InstanceNotFound`` if instance or execution is unknown."""
         check_id(instance)
-        _check_execution_id(execution_id)
+        check_execution_id(execution_id)
         row = self._read(
             "get_execution_info",
             lambda conn, now: conn.execute(
@@ -993,7 +976,7 @@ class SqliteProvider(Provider, ProviderAdmin):
         status, output, started, completed, events = row
         return ExecutionInfo(
             execution_id=execution_id,
-            status=_status(status),
+            status=read_status(status),
             output=output,
             started_at_ms=started,
             completed_at_ms=completed,
@@ -1096,18 +1079,7 @@ class SqliteProvider(Provider, ProviderAdmin):
     ) -> PruneResult:
         """Delete old, finished executions of one instance (never the current one)."""
         check_id(instance)
-        if keep_last is not None and (
-            not isinstance(keep_last, int) or isinstance(keep_last, bool) or keep_last < 0
-        ):
-            raise InvalidArgument(
-                f"keep_last must be a whole number >= 0 or None, got {keep_last!r}"
-            )
-        if completed_before_ms is not None and (
-            not isinstance(completed_before_ms, int) or isinstance(completed_before_ms, bool)
-        ):
-            raise InvalidArgument(
-                f"completed_before_ms must be epoch milliseconds (int) or None, got {completed_before_ms!r}"
-            )
+        check_prune_options(keep_last, completed_before_ms)
 
         def body(conn: sqlite3.Connection, now: int) -> PruneResult:
             row = conn.execute(
@@ -1247,7 +1219,7 @@ def _fetch_orchestration(
             conn.execute("DELETE FROM orchestrator_queue WHERE instance_id = ?", (instance,))
             continue
         name, version, execution_id, event_count = row
-        token = _new_token()
+        token = new_lock_token()
         conn.execute(
             "INSERT OR REPLACE INTO instance_locks (instance_id, lock_token, locked_until) VALUES (?, ?, ?)",
             (instance, token, now + timeout_ms),
@@ -1311,71 +1283,13 @@ class _AckPlan:
 
     @classmethod
     def build(cls, commit: Commit, max_payload_bytes: int) -> _AckPlan:
-        if not isinstance(commit, Commit):
-            raise InvalidArgument(
-                f"ack_orchestration_item takes a Commit, got {type(commit).__name__}"
-            )
-        check_id(commit.instance)
-        _check_execution_id(commit.execution_id)
-        check_id(commit.orchestration_name, "orchestration name")
-        check_id(commit.orchestration_version, "orchestration version")
-        if commit.parent_instance is not None:
-            check_id(commit.parent_instance, "parent instance id")
-        if commit.status is not None and commit.status not in _EXECUTION_STATUSES:
-            raise InvalidArgument(
-                f"commit status must be one of {', '.join(_EXECUTION_STATUSES)}, got {commit.status!r}"
-            )
-        if commit.output is not None and not isinstance(commit.output, str):
-            raise InvalidArgument(
-                f"commit output must be JSON text or None, got {type(commit.output).__name__}"
-            )
-        if commit.custom_status_changed and commit.custom_status is not None:
-            _check_text_size(commit.custom_status, MAX_CUSTOM_STATUS_BYTES, "custom status")
-        event_rows = []
-        for event in commit.new_events:
-            if not isinstance(event, history.EVENT_TYPES):
-                raise InvalidArgument(
-                    f"new_events holds a {type(event).__name__}, not a history event"
-                )
-            if (
-                not isinstance(event.event_id, int)
-                or isinstance(event.event_id, bool)
-                or event.event_id < 1
-            ):
-                raise InvalidArgument(
-                    f"event ids start at 1, got {event.event_id!r} on {type(event).__name__}"
-                )
-            event_rows.append((event.event_id, type(event).__name__, dumps_record(event)))
-        for op in commit.kv_ops:
-            if isinstance(op, history.KeyValueSet):
-                _check_kv_key(op.key)
-                _check_text_size(op.value, MAX_KV_VALUE_BYTES, f"KV value of {op.key!r}")
-            elif isinstance(op, history.KeyValueCleared):
-                _check_kv_key(op.key)
-            elif not isinstance(op, history.KeyValuesCleared):
-                raise InvalidArgument(f"kv_ops holds a {type(op).__name__}, not a KV event")
-        worker_rows = []
-        for activity in commit.worker_items:
-            if not isinstance(activity, ExecuteActivity):
-                raise InvalidArgument(
-                    f"worker_items holds a {type(activity).__name__}, not an ExecuteActivity"
-                )
-            _check_activity(activity, max_payload_bytes)
-            worker_rows.append(_activity_row(activity))
-        outgoing = []
-        for item in commit.orchestrator_items:
-            if not isinstance(item, OutgoingMessage):
-                raise InvalidArgument(
-                    f"orchestrator_items holds a {type(item).__name__}, not an OutgoingMessage"
-                )
-            _check_message(item.message, max_payload_bytes)
-            _check_delay(item.delay_ms)
-            outgoing.append((item, dumps_record(item.message)))
-        for ref in commit.cancelled_activities:
-            if not isinstance(ref, ActivityRef):
-                raise InvalidArgument(
-                    f"cancelled_activities holds a {type(ref).__name__}, not an ActivityRef"
-                )
+        check_commit(commit, max_payload_bytes=max_payload_bytes)
+        event_rows = [
+            (event.event_id, type(event).__name__, dumps_record(event))
+            for event in commit.new_events
+        ]
+        worker_rows = [_activity_row(activity) for activity in commit.worker_items]
+        outgoing = [(item, dumps_record(item.message)) for item in commit.orchestrator_items]
         return cls(commit, event_rows, worker_rows, outgoing)
 
     def apply(self, conn: sqlite3.Connection, now: int, token: str) -> None:
@@ -1698,156 +1612,11 @@ def _work_item_query(
     return " UNION ALL ".join(branches) + " ORDER BY id LIMIT 1", params
 
 
-# -- input checks ---------------------------------------------------------------------------------
-
-
-def _check_message(message: object, max_payload_bytes: int) -> None:
-    """Raise InvalidArgument / PayloadError unless ``message`` is a well-formed orchestrator message."""
-    if isinstance(message, StartOrchestration):
-        check_id(message.instance)
-        check_id(message.name, "orchestration name")
-        _check_optional_id(message.version, "orchestration version")
-        _check_payload(message.input, max_payload_bytes, "orchestration input")
-        _check_parent(message.parent_instance, message.parent_execution_id, message.parent_id)
-    elif isinstance(message, ContinueAsNew):
-        check_id(message.instance)
-        _check_execution_id(message.execution_id)
-        check_id(message.name, "orchestration name")
-        _check_optional_id(message.version, "orchestration version")
-        _check_payload(message.input, max_payload_bytes, "orchestration input")
-        _check_parent(message.parent_instance, message.parent_execution_id, message.parent_id)
-        for queued in message.carry_forward:
-            if not isinstance(queued, history.QueuedEvent):
-                raise InvalidArgument(
-                    f"carry_forward holds a {type(queued).__name__}, not a QueuedEvent"
-                )
-            check_id(queued.name, "queue name")
-            _check_payload(queued.data, max_payload_bytes, "queue message data")
-        if message.initial_custom_status is not None:
-            _check_text_size(
-                message.initial_custom_status, MAX_CUSTOM_STATUS_BYTES, "custom status"
-            )
-    elif isinstance(message, (ActivityResult, SubOrchestrationResult)):
-        check_id(message.instance)
-        _check_execution_id(message.execution_id)
-        _check_int(message.id, "id")
-        if isinstance(message, SubOrchestrationResult):
-            check_id(message.child_instance, "child instance id")
-        if message.result is not None:
-            _check_payload(message.result, max_payload_bytes, "result")
-        if message.error is not None and not isinstance(message.error, ErrorDetails):
-            raise InvalidArgument(
-                f"error must be ErrorDetails or None, got {type(message.error).__name__}"
-            )
-    elif isinstance(message, TimerDue):
-        check_id(message.instance)
-        _check_execution_id(message.execution_id)
-        _check_int(message.id, "id")
-        _check_int(message.fire_at_ms, "fire_at_ms")
-    elif isinstance(message, (ExternalRaised, QueueMessage)):
-        check_id(message.instance)
-        check_id(
-            message.name, "event name" if isinstance(message, ExternalRaised) else "queue name"
-        )
-        _check_payload(message.data, max_payload_bytes, "event data")
-    elif isinstance(message, CancelInstance):
-        check_id(message.instance)
-        if not isinstance(message.reason, str):
-            raise InvalidArgument(
-                f"cancel reason must be a string, got {type(message.reason).__name__}"
-            )
-    else:
-        raise InvalidArgument(f"{type(message).__name__} is not an orchestrator queue message")
-
-
-def _check_activity(activity: ExecuteActivity, max_payload_bytes: int) -> None:
-    check_id(activity.instance)
-    _check_execution_id(activity.execution_id)
-    _check_int(activity.id, "activity id")
-    check_id(activity.name, "activity name")
-    _check_payload(activity.input, max_payload_bytes, "activity input")
-    if not isinstance(activity.orchestration_name, str) or not isinstance(
-        activity.orchestration_version, str
-    ):
-        raise InvalidArgument(
-            "orchestration_name and orchestration_version of an activity must be strings"
-        )
-    _check_optional_id(activity.session_id, "session id")
-    _check_optional_id(activity.tag, "tag")
-
-
-def _check_parent(parent: object, execution_id: object, parent_id: object) -> None:
-    if parent is None:
-        return
-    check_id(parent, "parent instance id")
-    if execution_id is not None:
-        _check_execution_id(execution_id)
-    if parent_id is not None:
-        _check_int(parent_id, "parent_id")
-
-
-def _check_payload(text: object, max_payload_bytes: int, what: str) -> None:
-    validate_json_text(text, max_bytes=max_payload_bytes, what=what)  # type: ignore[arg-type]
-
-
-def _check_text_size(text: object, limit: int, what: str) -> None:
-    if not isinstance(text, str):
-        raise InvalidArgument(f"{what} must be a string, got {type(text).__name__}")
-    size = len(text.encode("utf-8"))
-    if size > limit:
-        raise PayloadError(f"{what} is {size} bytes, over the limit of {limit} bytes")
-
-
-def _check_optional_id(value: object, what: str) -> None:
-    if value is not None:
-        check_id(value, what)
-
-
-def _check_kv_key(key: object) -> None:
-    if not isinstance(key, str):
-        raise InvalidArgument(f"KV key must be a string, got {type(key).__name__}")
-    if len(key) > 256 or "\x00" in key:
-        raise InvalidArgument(f"KV key {key[:40]!r} must be at most 256 characters with no NUL")
-
-
-def _check_int(value: object, what: str) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise InvalidArgument(f"{what} must be a whole number >= 0, got {value!r}")
-
-
-def _check_execution_id(value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InvalidArgument(f"execution id must be a whole number >= 1, got {value!r}")
-
-
-def _check_delay(delay_ms: object) -> int:
-    if not isinstance(delay_ms, int) or isinstance(delay_ms, bool) or delay_ms < 0:
-        raise InvalidArgument(
-            f"delay_ms must be a whole number of milliseconds >= 0, got {delay_ms!r}"
-        )
-    return delay_ms
-
-
-def _check_timeout(seconds: object, what: str) -> int:
-    if not _is_number(seconds) or not seconds > 0:  # type: ignore[operator]
-        raise InvalidArgument(f"{what} must be a positive number of seconds, got {seconds!r}")
-    return max(1, round(seconds * 1000))  # type: ignore[operator]
-
-
-def _check_token(token: object) -> None:
-    if not isinstance(token, str) or not token:
-        raise InvalidArgument(f"lock token must be a non-empty string, got {token!r}")
-
-
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # -- small helpers -----------------------------------------------------------------------------------
-
-
-def _new_token() -> str:
-    return os.urandom(16).hex()
 
 
 def _lock_lost_message(token: str, action: str) -> str:
@@ -1862,27 +1631,6 @@ def _activity_lock_lost_message(token: str, action: str) -> str:
         f"cannot {action}: activity lock token {token!r} is unknown or expired "
         "(the activity was cancelled by its orchestration, or its lock timed out)"
     )
-
-
-def _status(stored: str | None) -> ExecutionStatus:
-    # A missing execution row reads as Running: the instance exists, no turn ended it.
-    if stored is None:
-        return "Running"
-    if stored not in _EXECUTION_STATUSES:
-        raise ProviderError(
-            f"stored execution status {stored!r} is not one of {_EXECUTION_STATUSES}"
-        )
-    return cast("ExecutionStatus", stored)
-
-
-def _read_error(output: str | None) -> ErrorDetails | None:
-    if output is None:
-        return None
-    try:
-        return loads_error(output)
-    except PayloadError as exc:
-        # A Failed execution whose record cannot be read still reports *a* failure.
-        return ErrorDetails(category="infrastructure", kind="unreadable_error", message=str(exc))
 
 
 def _is_lock_error(exc: sqlite3.Error) -> bool:
