@@ -50,6 +50,7 @@ __all__ = [
     "check_owner_ids",
     "check_prune_options",
     "check_start",
+    "check_status_filter",
     "check_timeout",
     "check_work_fetch",
     "check_worker_message",
@@ -410,6 +411,15 @@ def check_prune_options(keep_last: object, completed_before_ms: object) -> None:
         raise InvalidArgument(
             f"completed_before_ms must be epoch milliseconds (int) or None, got {completed_before_ms!r}"
         )
+
+
+def check_status_filter(status: object) -> ExecutionStatus | None:
+    """Validate the status filter of ``list_instances``: ``None`` or an execution status."""
+    if status is not None and status not in EXECUTION_STATUSES:
+        raise InvalidArgument(
+            f"status must be one of {', '.join(EXECUTION_STATUSES)} or None, got {status!r}"
+        )
+    return status
 
 
 # -- stored rows to records ---------------------------------------------------------------

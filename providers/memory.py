@@ -39,6 +39,7 @@ from durox.core.errors import (
     ProviderError,
 )
 from durox.core.items import ActivityItem, KvEntry, OrchestrationItem
+from durox.core.limits import check_id
 from durox.core.messages import (
     ActivityResult,
     ExecuteActivity,
@@ -50,11 +51,14 @@ from durox.providers._validation import (
     check_activity_result,
     check_commit,
     check_delay,
+    check_execution_id,
+    check_kv_key,
     check_lock_token,
     check_orchestrator_message,
     check_owner_ids,
     check_prune_options,
     check_start,
+    check_status_filter,
     check_timeout,
     check_work_fetch,
     check_worker_message,
@@ -636,6 +640,9 @@ class MemoryProvider(Provider, ProviderAdmin):
 
     def read_history(self, instance: str, execution_id: int | None = None) -> list[history.Event]:
         """Events of one execution (default: the current one); ``[]`` if unknown."""
+        check_id(instance)
+        if execution_id is not None:
+            check_execution_id(execution_id)
         with self._mutex:
             self._open()
             row = self._instances.get(instance)
@@ -648,6 +655,7 @@ class MemoryProvider(Provider, ProviderAdmin):
 
     def get_instance_status(self, instance: str) -> InstanceStatus | None:
         """What a client sees of ``instance``, or ``None``."""
+        check_id(instance)
         with self._mutex:
             self._open()
             row = self._instances.get(instance)
@@ -668,6 +676,8 @@ class MemoryProvider(Provider, ProviderAdmin):
 
     def get_kv_value(self, instance: str, key: str) -> str | None:
         """The latest value of ``key``, the running execution's writes included."""
+        check_id(instance)
+        check_kv_key(key)
         with self._mutex:
             self._open()
             row = self._instances.get(instance)
@@ -676,6 +686,7 @@ class MemoryProvider(Provider, ProviderAdmin):
 
     def get_kv_all_values(self, instance: str) -> dict[str, str]:
         """Every latest KV value of ``instance``."""
+        check_id(instance)
         with self._mutex:
             self._open()
             row = self._instances.get(instance)
@@ -731,6 +742,7 @@ class MemoryProvider(Provider, ProviderAdmin):
 
     def list_instances(self, status: ExecutionStatus | None = None) -> list[str]:
         """Instance ids, newest first, optionally only those whose current execution has ``status``."""
+        check_status_filter(status)
         with self._mutex:
             self._open()
             # dicts keep insertion order, so reversed() is newest first.
@@ -742,6 +754,7 @@ class MemoryProvider(Provider, ProviderAdmin):
 
     def get_instance_info(self, instance: str) -> InstanceInfo:
         """Metadata of one instance."""
+        check_id(instance)
         with self._mutex:
             self._open()
             row = self._instance(instance)
@@ -759,12 +772,15 @@ class MemoryProvider(Provider, ProviderAdmin):
 
     def list_executions(self, instance: str) -> list[int]:
         """Execution ids, ascending."""
+        check_id(instance)
         with self._mutex:
             self._open()
             return sorted(self._instance(instance).executions)
 
     def get_execution_info(self, instance: str, execution_id: int) -> ExecutionInfo:
         """Metadata of one execution."""
+        check_id(instance)
+        check_execution_id(execution_id)
         with self._mutex:
             self._open()
             execution = self._instance(instance).executions.get(execution_id)
@@ -812,6 +828,7 @@ class MemoryProvider(Provider, ProviderAdmin):
 
     def get_orchestration_stats(self, instance: str) -> OrchestrationStats | None:
         """Size figures of the current execution and the instance's KV, or ``None``."""
+        check_id(instance)
         with self._mutex:
             self._open()
             row = self._instances.get(instance)
@@ -830,12 +847,14 @@ class MemoryProvider(Provider, ProviderAdmin):
 
     def list_children(self, instance: str) -> list[str]:
         """Direct sub-orchestrations of ``instance``, oldest first."""
+        check_id(instance)
         with self._mutex:
             self._open()
             return [iid for iid, row in self._instances.items() if row.parent_instance == instance]
 
     def delete_instance(self, instance: str, *, force: bool = False) -> DeleteResult:
         """Delete a root instance and its whole sub-orchestration tree, atomically."""
+        check_id(instance)
         with self._mutex:
             self._open()
             root = self._instance(instance)
@@ -884,6 +903,7 @@ class MemoryProvider(Provider, ProviderAdmin):
         self, instance: str, *, keep_last: int | None = None, completed_before_ms: int | None = None
     ) -> PruneResult:
         """Delete finished executions other than the current one, filtered by both options."""
+        check_id(instance)
         check_prune_options(keep_last, completed_before_ms)
         with self._mutex:
             self._open()

@@ -72,15 +72,17 @@ from durox.core.messages import (
 )
 from durox.core.tags import TagFilter
 from durox.providers._validation import (
-    EXECUTION_STATUSES,
     check_activity_result,
     check_commit,
     check_delay,
+    check_execution_id,
+    check_kv_key,
     check_lock_token,
     check_orchestrator_message,
     check_owner_ids,
     check_prune_options,
     check_start,
+    check_status_filter,
     check_timeout,
     check_work_fetch,
     check_worker_message,
@@ -828,12 +830,8 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
     def read_history(self, instance: str, execution_id: int | None = None) -> list[history.Event]:
         """See :meth:`Provider.read_history`."""
         check_id(instance)
-        if execution_id is not None and (
-            not isinstance(execution_id, int) or isinstance(execution_id, bool)
-        ):
-            raise InvalidArgument(
-                f"execution_id must be a whole number or None, got {execution_id!r}"
-            )
+        if execution_id is not None:
+            check_execution_id(execution_id)
         params = {"inst": instance, "exec": execution_id}
         rows = self._run(
             "read_history",
@@ -869,8 +867,7 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
     def get_kv_value(self, instance: str, key: str) -> str | None:
         """See :meth:`Provider.get_kv_value`."""
         check_id(instance)
-        if not isinstance(key, str):
-            raise InvalidArgument(f"a KV key must be a string, got {type(key).__name__}")
+        check_kv_key(key)
         row = self._run(
             "get_kv_value",
             lambda conn: conn.execute(
@@ -971,8 +968,7 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
 
     def list_instances(self, status: ExecutionStatus | None = None) -> list[str]:
         """See :meth:`ProviderAdmin.list_instances`."""
-        if status is not None and status not in EXECUTION_STATUSES:
-            raise InvalidArgument(f"unknown status {status!r}")
+        check_status_filter(status)
         rows = self._run(
             "list_instances",
             lambda conn: conn.execute(self._sql.list_instances, {"status": status}).fetchall(),
@@ -1018,8 +1014,7 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
     def get_execution_info(self, instance: str, execution_id: int) -> ExecutionInfo:
         """See :meth:`ProviderAdmin.get_execution_info`."""
         check_id(instance)
-        if not isinstance(execution_id, int) or isinstance(execution_id, bool):
-            raise InvalidArgument(f"execution_id must be a whole number, got {execution_id!r}")
+        check_execution_id(execution_id)
         row = self._run(
             "get_execution_info",
             lambda conn: conn.execute(

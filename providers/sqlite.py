@@ -69,7 +69,6 @@ from durox.core.messages import (
 )
 from durox.core.tags import TagFilter
 from durox.providers._validation import (
-    EXECUTION_STATUSES,
     check_activity_result,
     check_commit,
     check_delay,
@@ -80,6 +79,7 @@ from durox.providers._validation import (
     check_owner_ids,
     check_prune_options,
     check_start,
+    check_status_filter,
     check_timeout,
     check_work_fetch,
     check_worker_message,
@@ -886,10 +886,7 @@ class SqliteProvider(Provider, ProviderAdmin):
 
     def list_instances(self, status: ExecutionStatus | None = None) -> list[str]:
         """Instance ids, newest first; only those whose current execution has ``status`` if given."""
-        if status is not None and status not in EXECUTION_STATUSES:
-            raise InvalidArgument(
-                f"status must be one of {', '.join(EXECUTION_STATUSES)} or None, got {status!r}"
-            )
+        check_status_filter(status)
 
         def body(conn: sqlite3.Connection, now: int) -> list[str]:
             if status is None:
