@@ -367,6 +367,22 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
                     operation=operation,
                 ) from None
 
+    def _run_count(
+        self,
+        operation: str,
+        statement: bytes,
+        params: dict[str, Any] | None = None,
+        *,
+        read_only: bool = False,
+    ) -> int:
+        """Run one statement whose row starts with a count (or a flag word); 0 when no row comes back."""
+
+        def body(conn: psycopg.Connection[Any]) -> int:
+            row = conn.execute(statement, params).fetchone()
+            return int(row[0]) if row else 0
+
+        return self._run(operation, body, read_only=read_only)
+
     def _notify(self, *, orchestrator: bool = False, worker: bool = False) -> None:
         """Tell listening dispatchers (in every process) that a queue got work; returns at once.
 
@@ -451,12 +467,7 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
 
     def schema_version(self) -> int:
         """The version of the schema in the database (``SCHEMA_VERSION`` after start-up)."""
-
-        def body(conn: psycopg.Connection[Any]) -> int:
-            row = conn.execute(self._sql.schema_version).fetchone()
-            return int(row[0]) if row else 0
-
-        return self._run("schema_version", body, read_only=True)
+        return self._run_count("schema_version", self._sql.schema_version, read_only=True)
 
     def drop_schema(self) -> None:
         """Drop the schema and everything in it (tests and tools). Works after :meth:`close` too.
@@ -503,11 +514,7 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
             "item": item,
         }
 
-        def body(conn: psycopg.Connection[Any]) -> int:
-            row = conn.execute(self._sql.create_instance, params).fetchone()
-            return int(row[0]) if row else 0
-
-        if self._run("create_instance", body) == 0:
+        if self._run_count("create_instance", self._sql.create_instance, params) == 0:
             raise InstanceAlreadyExists(f"instance {start.instance!r} already exists")
         self._notify(orchestrator=True)
 
@@ -521,11 +528,7 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
             "delay": check_delay(delay_ms),
         }
 
-        def body(conn: psycopg.Connection[Any]) -> int:
-            row = conn.execute(self._sql.enqueue_orchestrator, params).fetchone()
-            return int(row[0]) if row else 0
-
-        if self._run("enqueue_orchestrator", body) == 0:
+        if self._run_count("enqueue_orchestrator", self._sql.enqueue_orchestrator, params) == 0:
             raise InstanceNotFound(f"instance {message.instance!r} does not exist")
         self._notify(orchestrator=True)
 
@@ -633,12 +636,8 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
         params = _AckPlan.build(commit).params()
         params.update(off=self._off(), tok=token)
 
-        def body(conn: psycopg.Connection[Any]) -> int:
-            row = conn.execute(self._sql.ack_turn, params).fetchone()
-            return int(row[0]) if row else 0
-
         try:
-            wake = self._run("ack_orchestration_item", body)
+            wake = self._run_count("ack_orchestration_item", self._sql.ack_turn, params)
         except ProviderError as exc:
             if "history_pkey" in exc.message:
                 raise ProviderError(
@@ -661,11 +660,10 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
             "ignore": bool(ignore_attempt),
         }
 
-        def body(conn: psycopg.Connection[Any]) -> int:
-            row = conn.execute(self._sql.abandon_orchestration, params).fetchone()
-            return int(row[0]) if row else 0
-
-        if self._run("abandon_orchestration_item", body) == 0:
+        released = self._run_count(
+            "abandon_orchestration_item", self._sql.abandon_orchestration, params
+        )
+        if released == 0:
             raise LockLost(
                 f"abandon_orchestration_item: lock token {lock_token!r} is unknown "
                 "(already acked or abandoned, or taken over after expiry)",
@@ -766,11 +764,7 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
             "ms": check_timeout(lock_timeout, "lock_timeout"),
         }
 
-        def body(conn: psycopg.Connection[Any]) -> int:
-            row = conn.execute(self._sql.renew_work, params).fetchone()
-            return int(row[0]) if row else 0
-
-        if self._run("renew_work_item_lock", body) == 0:
+        if self._run_count("renew_work_item_lock", self._sql.renew_work, params) == 0:
             raise LockLost(
                 f"renew_work_item_lock: lock token {lock_token!r} is unknown or expired (the activity was cancelled)",
                 operation="renew_work_item_lock",
@@ -787,11 +781,7 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
             "ignore": bool(ignore_attempt),
         }
 
-        def body(conn: psycopg.Connection[Any]) -> int:
-            row = conn.execute(self._sql.abandon_work, params).fetchone()
-            return int(row[0]) if row else 0
-
-        if self._run("abandon_work_item", body) == 0:
+        if self._run_count("abandon_work_item", self._sql.abandon_work, params) == 0:
             raise LockLost(
                 f"abandon_work_item: lock token {lock_token!r} is unknown",
                 operation="abandon_work_item",
