@@ -40,6 +40,7 @@ so a ratio above 1 means durox is faster.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -50,9 +51,8 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Generator, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Generator
+from dataclasses import astuple, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -105,20 +105,87 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-@contextmanager
-def _stopwatch() -> Iterator[list[float]]:
-    """Yields a list that holds the elapsed seconds once the block exits."""
-    box: list[float] = []
-    start = time.perf_counter()
-    try:
-        yield box
-    finally:
-        box.append(time.perf_counter() - start)
-
-
 def _expect(actual: object, expected: object, what: str) -> None:
     if actual != expected:
         raise AssertionError(f"{what}: expected {expected!r}, got {actual!r}")
+
+
+# --- the workloads, written once for every engine --------------------------------
+
+
+@dataclass(frozen=True)
+class Start:
+    """Plan step: start workflow ``name(arg)`` as ``instance_id``; the reply is a handle."""
+
+    instance_id: str
+    name: str
+    arg: int
+
+
+@dataclass(frozen=True)
+class Finish:
+    """Plan step: wait for a started workflow; the reply is its output (failures raise)."""
+
+    handle: Any
+
+
+Plan = Generator[Start | Finish, Any, None]
+
+
+def workload_plan(m: Measurement) -> Plan:
+    """The steps of ``m.workload``, timing them into ``m``; outputs are checked.
+
+    Each engine drives this plan with its own start and wait calls, blocking or
+    awaited (:func:`drive`, :func:`drive_async`), so the workloads exist only here.
+    """
+    n = m.size
+    started = time.perf_counter()
+    if m.workload == "W1":
+        _expect((yield Finish((yield Start("w1", "chain", n)))), n, "output of w1")
+    elif m.workload == "W2":
+        handles = []
+        for i in range(n):
+            handles.append((yield Start(f"w2-{i}", "chain", W2_STEPS)))
+        for i, handle in enumerate(handles):
+            _expect((yield Finish(handle)), W2_STEPS, f"output of w2-{i}")
+    elif m.workload == "W3":
+        output = yield Finish((yield Start("w3", "fanout", n)))
+        _expect(output, n * (n + 1) // 2, "output of w3")
+    else:
+        for i in range(n):
+            t0 = time.perf_counter()
+            _expect((yield Finish((yield Start(f"w5-{i}", "hello", i)))), i + 1, f"w5-{i}")
+            m.latencies_ms.append((time.perf_counter() - t0) * 1000)
+    m.seconds, m.ok = time.perf_counter() - started, True
+
+
+def drive(
+    m: Measurement, start: Callable[[str, str, int], Any], finish: Callable[[Any], Any]
+) -> Measurement:
+    """Run ``m``'s workload with blocking ``start``/``finish`` calls."""
+    plan, reply = workload_plan(m), None
+    with contextlib.suppress(StopIteration):
+        while True:
+            step = plan.send(reply)
+            reply = finish(step.handle) if isinstance(step, Finish) else start(*astuple(step))
+    return m
+
+
+async def drive_async(
+    m: Measurement,
+    start: Callable[[str, str, int], Awaitable[Any]],
+    finish: Callable[[Any], Awaitable[Any]],
+) -> Measurement:
+    """Run ``m``'s workload with awaited ``start``/``finish`` calls."""
+    plan, reply = workload_plan(m), None
+    with contextlib.suppress(StopIteration):
+        while True:
+            step = plan.send(reply)
+            if isinstance(step, Finish):
+                reply = await finish(step.handle)
+            else:
+                reply = await start(*astuple(step))
+    return m
 
 
 # --- durox (the public API of SPEC §2 only) ----------------------------------------
@@ -154,9 +221,9 @@ def _durox_registry() -> Any:
     return registry
 
 
-def _check_durox_status(status: Any, expected: object, instance_id: str) -> None:
-    _expect(status.status, "Completed", f"status of {instance_id}")
-    _expect(status.output, expected, f"output of {instance_id}")
+def _durox_output(status: Any) -> Any:
+    _expect(status.status, "Completed", f"status ({getattr(status, 'details', None)})")
+    return status.output
 
 
 def run_durox_threads(workload: str, size: int, db: Path) -> Measurement:
@@ -164,36 +231,17 @@ def run_durox_threads(workload: str, size: int, db: Path) -> Measurement:
     from durox.providers import SqliteProvider
 
     provider = SqliteProvider(str(db))
-    m = Measurement("durox-threads", workload, size, ok=False)
     with Runtime(provider, _durox_registry()):
         client = Client(provider)
 
-        def start_and_wait(instance_id: str, name: str, arg: int, expected: object) -> None:
+        def start(instance_id: str, name: str, arg: int) -> str:
             client.start_orchestration(instance_id, name, arg)
-            status = client.wait_for_orchestration(instance_id, timeout=WAIT_LIMIT)
-            _check_durox_status(status, expected, instance_id)
+            return instance_id
 
-        if workload == "W1":
-            with _stopwatch() as took:
-                start_and_wait("w1", "chain", size, size)
-        elif workload == "W2":
-            with _stopwatch() as took:
-                for i in range(size):
-                    client.start_orchestration(f"w2-{i}", "chain", W2_STEPS)
-                for i in range(size):
-                    status = client.wait_for_orchestration(f"w2-{i}", timeout=WAIT_LIMIT)
-                    _check_durox_status(status, W2_STEPS, f"w2-{i}")
-        elif workload == "W3":
-            with _stopwatch() as took:
-                start_and_wait("w3", "fanout", size, size * (size + 1) // 2)
-        else:
-            for i in range(size):
-                with _stopwatch() as one:
-                    start_and_wait(f"w5-{i}", "hello", i, i + 1)
-                m.latencies_ms.append(one[0] * 1000)
-            took = [sum(m.latencies_ms) / 1000]
-    m.seconds, m.ok = took[0], True
-    return m
+        def finish(instance_id: str) -> Any:
+            return _durox_output(client.wait_for_orchestration(instance_id, timeout=WAIT_LIMIT))
+
+        return drive(Measurement("durox-threads", workload, size, ok=False), start, finish)
 
 
 def run_durox_asyncio(workload: str, size: int, db: Path) -> Measurement:
@@ -202,40 +250,23 @@ def run_durox_asyncio(workload: str, size: int, db: Path) -> Measurement:
     from durox.drivers.asyncio import Client, Runtime
     from durox.providers import SqliteProvider
 
-    m = Measurement("durox-asyncio", workload, size, ok=False)
-
-    async def main() -> float:
+    async def main() -> Measurement:
         provider = SqliteProvider(str(db))
         async with Runtime(provider, _durox_registry()):
             client = Client(provider)
 
-            async def start_and_wait(
-                instance_id: str, name: str, arg: int, expected: object
-            ) -> None:
+            async def start(instance_id: str, name: str, arg: int) -> str:
                 await client.start_orchestration(instance_id, name, arg)
+                return instance_id
+
+            async def finish(instance_id: str) -> Any:
                 status = await client.wait_for_orchestration(instance_id, timeout=WAIT_LIMIT)
-                _check_durox_status(status, expected, instance_id)
+                return _durox_output(status)
 
-            start = time.perf_counter()
-            if workload == "W1":
-                await start_and_wait("w1", "chain", size, size)
-            elif workload == "W2":
-                for i in range(size):
-                    await client.start_orchestration(f"w2-{i}", "chain", W2_STEPS)
-                for i in range(size):
-                    status = await client.wait_for_orchestration(f"w2-{i}", timeout=WAIT_LIMIT)
-                    _check_durox_status(status, W2_STEPS, f"w2-{i}")
-            elif workload == "W3":
-                await start_and_wait("w3", "fanout", size, size * (size + 1) // 2)
-            else:
-                for i in range(size):
-                    t0 = time.perf_counter()
-                    await start_and_wait(f"w5-{i}", "hello", i, i + 1)
-                    m.latencies_ms.append((time.perf_counter() - t0) * 1000)
-            return time.perf_counter() - start
+            m = Measurement("durox-asyncio", workload, size, ok=False)
+            return await drive_async(m, start, finish)
 
-    m.seconds, m.ok = asyncio.run(main()), True
-    return m
+    return asyncio.run(main())
 
 
 # --- duroxide (Rust runtime, generator orchestrations) ------------------------------
@@ -268,42 +299,23 @@ def run_duroxide(workload: str, size: int, db: Path) -> Measurement:
     for name, orchestration in (("chain", chain), ("fanout", fanout), ("hello", hello)):
         runtime.register_orchestration(name, orchestration)
 
-    m = Measurement("duroxide", workload, size, ok=False)
     limit_ms = int(WAIT_LIMIT * 1000)
     runtime.start()
     try:
         client = duroxide.Client(provider)
 
-        def check(result: Any, expected: object, instance_id: str) -> None:
-            _expect(result.status, "Completed", f"status of {instance_id} ({result.error})")
-            _expect(result.output, expected, f"output of {instance_id}")
-
-        def start_and_wait(instance_id: str, name: str, arg: int, expected: object) -> None:
+        def start(instance_id: str, name: str, arg: int) -> str:
             client.start_orchestration(instance_id, name, arg)
-            check(client.wait_for_orchestration(instance_id, limit_ms), expected, instance_id)
+            return instance_id
 
-        if workload == "W1":
-            with _stopwatch() as took:
-                start_and_wait("w1", "chain", size, size)
-        elif workload == "W2":
-            with _stopwatch() as took:
-                for i in range(size):
-                    client.start_orchestration(f"w2-{i}", "chain", W2_STEPS)
-                for i in range(size):
-                    check(client.wait_for_orchestration(f"w2-{i}", limit_ms), W2_STEPS, f"w2-{i}")
-        elif workload == "W3":
-            with _stopwatch() as took:
-                start_and_wait("w3", "fanout", size, size * (size + 1) // 2)
-        else:
-            for i in range(size):
-                with _stopwatch() as one:
-                    start_and_wait(f"w5-{i}", "hello", i, i + 1)
-                m.latencies_ms.append(one[0] * 1000)
-            took = [sum(m.latencies_ms) / 1000]
+        def finish(instance_id: str) -> Any:
+            result = client.wait_for_orchestration(instance_id, limit_ms)
+            _expect(result.status, "Completed", f"status of {instance_id} ({result.error})")
+            return result.output
+
+        return drive(Measurement("duroxide", workload, size, ok=False), start, finish)
     finally:
         runtime.shutdown(5000)
-    m.seconds, m.ok = took[0], True
-    return m
 
 
 # --- DBOS (steps run inline in the workflow's thread) ------------------------------
@@ -348,33 +360,16 @@ def run_dbos(workload: str, size: int, db: Path) -> Measurement:
     DBOS.launch()
     # Queues are stored in the system database, so they exist only after launch.
     queue = DBOS.register_queue("fanout")
-    m = Measurement("dbos", workload, size, ok=False)
+    workflows = {"chain": chain, "fanout": fanout, "hello": hello}
     try:
-
-        def start_and_wait(fn: Callable[[int], int], arg: int, expected: object) -> None:
-            _expect(DBOS.start_workflow(fn, arg).get_result(), expected, fn.__name__)
-
-        if workload == "W1":
-            with _stopwatch() as took:
-                start_and_wait(chain, size, size)
-        elif workload == "W2":
-            with _stopwatch() as took:
-                handles = [DBOS.start_workflow(chain, W2_STEPS) for _ in range(size)]
-                for h in handles:
-                    _expect(h.get_result(), W2_STEPS, h.get_workflow_id())
-        elif workload == "W3":
-            with _stopwatch() as took:
-                start_and_wait(fanout, size, size * (size + 1) // 2)
-        else:
-            for i in range(size):
-                with _stopwatch() as one:
-                    start_and_wait(hello, i, i + 1)
-                m.latencies_ms.append(one[0] * 1000)
-            took = [sum(m.latencies_ms) / 1000]
+        # DBOS names its own workflow ids; the handle is what it returns.
+        return drive(
+            Measurement("dbos", workload, size, ok=False),
+            lambda _instance_id, name, arg: DBOS.start_workflow(workflows[name], arg),
+            lambda handle: handle.get_result(),
+        )
     finally:
         DBOS.destroy()
-    m.seconds, m.ok = took[0], True
-    return m
 
 
 RUNNERS: dict[str, Callable[[str, int, Path], Measurement]] = {
