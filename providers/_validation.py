@@ -35,7 +35,7 @@ from durox.core.messages import (
     TimerDue,
 )
 from durox.core.tags import TagFilter
-from durox.providers.base import SessionClaim
+from durox.providers.base import InstanceStatus, SessionClaim
 
 __all__ = [
     "EXECUTION_STATUSES",
@@ -54,6 +54,7 @@ __all__ = [
     "check_timeout",
     "check_work_fetch",
     "check_worker_message",
+    "instance_status",
     "new_lock_token",
     "read_error",
     "read_status",
@@ -437,6 +438,37 @@ def read_status(stored: str | None) -> ExecutionStatus:
             f"stored execution status {stored!r} is not one of {', '.join(EXECUTION_STATUSES)}"
         )
     return stored
+
+
+def instance_status(
+    instance: str,
+    *,
+    stored_status: str | None,
+    execution_id: int,
+    orchestration_name: str,
+    orchestration_version: str | None,
+    output: str | None,
+    custom_status: str | None,
+    custom_status_version: int,
+) -> InstanceStatus:
+    """What a client sees of an instance, from its stored fields.
+
+    The execution's stored output is the result for ``Completed`` and the
+    error record for ``Failed`` (see :func:`read_error`); other statuses
+    show neither.
+    """
+    status = read_status(stored_status)
+    return InstanceStatus(
+        instance=instance,
+        status=status,
+        execution_id=int(execution_id),
+        orchestration_name=orchestration_name,
+        orchestration_version=orchestration_version,
+        output=output if status == "Completed" else None,
+        error=read_error(output) if status == "Failed" else None,
+        custom_status=custom_status,
+        custom_status_version=int(custom_status_version),
+    )
 
 
 def read_error(output: str | None) -> ErrorDetails | None:

@@ -62,8 +62,8 @@ from durox.providers._validation import (
     check_timeout,
     check_work_fetch,
     check_worker_message,
+    instance_status,
     new_lock_token,
-    read_error,
 )
 from durox.providers.base import (
     DeleteResult,
@@ -662,14 +662,13 @@ class MemoryProvider(Provider, ProviderAdmin):
             if row is None:
                 return None
             execution = row.current
-            return InstanceStatus(
-                instance=instance,
-                status=execution.status,
+            return instance_status(
+                instance,
+                stored_status=execution.status,
                 execution_id=execution.execution_id,
                 orchestration_name=row.orchestration_name,
                 orchestration_version=row.orchestration_version,
-                output=execution.output if execution.status == "Completed" else None,
-                error=read_error(execution.output) if execution.status == "Failed" else None,
+                output=execution.output,
                 custom_status=row.custom_status,
                 custom_status_version=row.custom_status_version,
             )

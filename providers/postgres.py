@@ -86,8 +86,8 @@ from durox.providers._validation import (
     check_timeout,
     check_work_fetch,
     check_worker_message,
+    instance_status,
     new_lock_token,
-    read_error,
     read_status,
 )
 from durox.providers.base import (
@@ -841,17 +841,15 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
         if row is None:
             return None
         name, version, execution_id, custom_status, custom_version, stored, output = row
-        status = read_status(stored)
-        return InstanceStatus(
-            instance=instance,
-            status=status,
-            execution_id=int(execution_id),
+        return instance_status(
+            instance,
+            stored_status=stored,
+            execution_id=execution_id,
             orchestration_name=name,
             orchestration_version=version,
-            output=output if status == "Completed" else None,
-            error=read_error(output) if status == "Failed" else None,
+            output=output,
             custom_status=custom_status,
-            custom_status_version=int(custom_version),
+            custom_status_version=custom_version,
         )
 
     def get_kv_value(self, instance: str, key: str) -> str | None:

@@ -83,8 +83,8 @@ from durox.providers._validation import (
     check_timeout,
     check_work_fetch,
     check_worker_message,
+    instance_status,
     new_lock_token,
-    read_error,
     read_status,
 )
 from durox.providers.base import (
@@ -826,15 +826,13 @@ class SqliteProvider(Provider, ProviderAdmin):
         if row is None:
             return None
         execution_id, name, version, custom_status, custom_version, stored_status, output = row
-        status = read_status(stored_status)
-        return InstanceStatus(
-            instance=instance,
-            status=status,
+        return instance_status(
+            instance,
+            stored_status=stored_status,
             execution_id=execution_id,
             orchestration_name=name,
             orchestration_version=version,
-            output=output if status == "Completed" else None,
-            error=read_error(output) if status == "Failed" else None,
+            output=output,
             custom_status=custom_status,
             custom_status_version=custom_version,
         )
