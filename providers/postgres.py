@@ -367,6 +367,26 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
                     operation=operation,
                 ) from None
 
+    def _read_one(
+        self, operation: str, statement: bytes, params: dict[str, Any] | None = None
+    ) -> tuple[Any, ...] | None:
+        """Run one read-only statement; its first row, or ``None``."""
+        return self._run(
+            operation,
+            lambda conn: conn.execute(statement, params).fetchone(),
+            read_only=True,
+        )
+
+    def _read_all(
+        self, operation: str, statement: bytes, params: dict[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Run one read-only statement; all its rows."""
+        return self._run(
+            operation,
+            lambda conn: conn.execute(statement, params).fetchall(),
+            read_only=True,
+        )
+
     def _run_count(
         self,
         operation: str,
@@ -605,11 +625,7 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
         events: list[history.Event] = []
         if not tail_only and history_len > 0 and problem is None:
             params = {"inst": instance, "exec": execution_id}
-            rows = self._run(
-                "fetch_orchestration_item",
-                lambda conn: conn.execute(self._sql.history_rows, params).fetchall(),
-                read_only=True,
-            )
+            rows = self._read_all("fetch_orchestration_item", self._sql.history_rows, params)
             try:
                 events = [loads_event(text) for (text,) in rows]
             except PayloadError as exc:
@@ -823,21 +839,13 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
         if execution_id is not None:
             check_execution_id(execution_id)
         params = {"inst": instance, "exec": execution_id}
-        rows = self._run(
-            "read_history",
-            lambda conn: conn.execute(self._sql.read_history, params).fetchall(),
-            read_only=True,
-        )
+        rows = self._read_all("read_history", self._sql.read_history, params)
         return [loads_event(text) for (text,) in rows]
 
     def get_instance_status(self, instance: str) -> InstanceStatus | None:
         """See :meth:`Provider.get_instance_status`."""
         check_id(instance)
-        row = self._run(
-            "get_instance_status",
-            lambda conn: conn.execute(self._sql.instance_status, {"inst": instance}).fetchone(),
-            read_only=True,
-        )
+        row = self._read_one("get_instance_status", self._sql.instance_status, {"inst": instance})
         if row is None:
             return None
         name, version, execution_id, custom_status, custom_version, stored, output = row
@@ -856,23 +864,13 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
         """See :meth:`Provider.get_kv_value`."""
         check_id(instance)
         check_kv_key(key)
-        row = self._run(
-            "get_kv_value",
-            lambda conn: conn.execute(
-                self._sql.kv_value, {"inst": instance, "key": key}
-            ).fetchone(),
-            read_only=True,
-        )
+        row = self._read_one("get_kv_value", self._sql.kv_value, {"inst": instance, "key": key})
         return None if row is None else row[0]
 
     def get_kv_all_values(self, instance: str) -> dict[str, str]:
         """See :meth:`Provider.get_kv_all_values`."""
         check_id(instance)
-        rows = self._run(
-            "get_kv_all_values",
-            lambda conn: conn.execute(self._sql.kv_all, {"inst": instance}).fetchall(),
-            read_only=True,
-        )
+        rows = self._read_all("get_kv_all_values", self._sql.kv_all, {"inst": instance})
         return {key: value for key, value, _size in rows}
 
     def next_orchestrator_visible_ms(self) -> int | None:
@@ -883,19 +881,13 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
         lock expires, so an idle dispatcher never spins on work it cannot claim.
         """
         params = {"off": self._off()}
-        row = self._run(
-            "next_orchestrator_visible_ms",
-            lambda conn: conn.execute(self._sql.next_visible, params).fetchone(),
-            read_only=True,
-        )
+        row = self._read_one("next_orchestrator_visible_ms", self._sql.next_visible, params)
         return None if row is None or row[0] is None else int(row[0])
 
     def now_ms(self) -> int:
         """The database clock (plus the test offset), in epoch milliseconds."""
         params = {"off": self._off()}
-        row = self._run(
-            "now_ms", lambda conn: conn.execute(self._sql.now, params).fetchone(), read_only=True
-        )
+        row = self._read_one("now_ms", self._sql.now, params)
         assert row is not None
         return int(row[0])
 
@@ -957,21 +949,13 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
     def list_instances(self, status: ExecutionStatus | None = None) -> list[str]:
         """See :meth:`ProviderAdmin.list_instances`."""
         check_status_filter(status)
-        rows = self._run(
-            "list_instances",
-            lambda conn: conn.execute(self._sql.list_instances, {"status": status}).fetchall(),
-            read_only=True,
-        )
+        rows = self._read_all("list_instances", self._sql.list_instances, {"status": status})
         return [row[0] for row in rows]
 
     def get_instance_info(self, instance: str) -> InstanceInfo:
         """See :meth:`ProviderAdmin.get_instance_info`."""
         check_id(instance)
-        row = self._run(
-            "get_instance_info",
-            lambda conn: conn.execute(self._sql.instance_info, {"inst": instance}).fetchone(),
-            read_only=True,
-        )
+        row = self._read_one("get_instance_info", self._sql.instance_info, {"inst": instance})
         if row is None:
             raise InstanceNotFound(f"instance {instance!r} does not exist")
         name, version, execution_id, status, output, created, updated, parent = row
@@ -990,11 +974,7 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
     def list_executions(self, instance: str) -> list[int]:
         """See :meth:`ProviderAdmin.list_executions`."""
         check_id(instance)
-        rows = self._run(
-            "list_executions",
-            lambda conn: conn.execute(self._sql.list_executions, {"inst": instance}).fetchall(),
-            read_only=True,
-        )
+        rows = self._read_all("list_executions", self._sql.list_executions, {"inst": instance})
         if not rows:
             raise InstanceNotFound(f"instance {instance!r} does not exist")
         return [int(row[0]) for row in rows if row[0] is not None]
@@ -1003,12 +983,8 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
         """See :meth:`ProviderAdmin.get_execution_info`."""
         check_id(instance)
         check_execution_id(execution_id)
-        row = self._run(
-            "get_execution_info",
-            lambda conn: conn.execute(
-                self._sql.execution_info, {"inst": instance, "exec": execution_id}
-            ).fetchone(),
-            read_only=True,
+        row = self._read_one(
+            "get_execution_info", self._sql.execution_info, {"inst": instance, "exec": execution_id}
         )
         if row is None:
             raise InstanceNotFound(f"instance {instance!r} has no execution {execution_id}")
@@ -1024,11 +1000,7 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
 
     def get_system_metrics(self) -> SystemMetrics:
         """See :meth:`ProviderAdmin.get_system_metrics`."""
-        row = self._run(
-            "get_system_metrics",
-            lambda conn: conn.execute(self._sql.system_metrics).fetchone(),
-            read_only=True,
-        )
+        row = self._read_one("get_system_metrics", self._sql.system_metrics)
         assert row is not None
         total, running, completed, failed, executions, events = (int(v) for v in row)
         return SystemMetrics(
@@ -1043,21 +1015,15 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
     def get_queue_depths(self) -> QueueDepths:
         """See :meth:`ProviderAdmin.get_queue_depths`."""
         params = {"off": self._off()}
-        row = self._run(
-            "get_queue_depths",
-            lambda conn: conn.execute(self._sql.queue_depths, params).fetchone(),
-            read_only=True,
-        )
+        row = self._read_one("get_queue_depths", self._sql.queue_depths, params)
         assert row is not None
         return QueueDepths(orchestrator_queue=int(row[0]), worker_queue=int(row[1]))
 
     def get_orchestration_stats(self, instance: str) -> OrchestrationStats | None:
         """See :meth:`ProviderAdmin.get_orchestration_stats`; history figures are the current execution's."""
         check_id(instance)
-        row = self._run(
-            "get_orchestration_stats",
-            lambda conn: conn.execute(self._sql.orchestration_stats, {"inst": instance}).fetchone(),
-            read_only=True,
+        row = self._read_one(
+            "get_orchestration_stats", self._sql.orchestration_stats, {"inst": instance}
         )
         if row is None:
             return None
@@ -1073,11 +1039,7 @@ class PostgresProvider(Provider, ProviderAdmin):  # type: ignore[misc, unused-ig
     def list_children(self, instance: str) -> list[str]:
         """See :meth:`ProviderAdmin.list_children`."""
         check_id(instance)
-        rows = self._run(
-            "list_children",
-            lambda conn: conn.execute(self._sql.list_children, {"inst": instance}).fetchall(),
-            read_only=True,
-        )
+        rows = self._read_all("list_children", self._sql.list_children, {"inst": instance})
         return [row[0] for row in rows]
 
     def delete_instance(self, instance: str, *, force: bool = False) -> DeleteResult:
