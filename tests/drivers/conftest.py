@@ -1,7 +1,9 @@
 """A driver-neutral harness, so every end-to-end test is written once.
 
 Each test gets a ``harness`` for one combination of driver (threads, asyncio,
-trio) × provider (MemoryProvider, SQLite file) × sticky cache (on, off). The
+trio) × provider (MemoryProvider, SQLite file, PostgreSQL on a fresh schema) ×
+sticky cache (on, off). PostgreSQL combinations skip when no server answers
+at ``DUROX_TEST_POSTGRES_DSN``, except in CI (``CI`` set), where they fail. The
 harness exposes *blocking* methods: for the async drivers it runs an event
 loop on a background thread and forwards every call to it, so the async
 Runtime and Client are exercised for real, on their own loop.
@@ -17,7 +19,9 @@ import asyncio
 import contextlib
 import inspect
 import itertools
+import os
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +35,7 @@ from durox.providers.memory import MemoryProvider
 from durox.providers.sqlite import SqliteProvider
 
 DRIVERS = ("threads", "asyncio", "trio")
-PROVIDERS = ("memory", "sqlite")
+PROVIDERS = ("memory", "sqlite", "postgres")
 CACHES = ("cache", "nocache")
 
 # Fast defaults: short polls and grace periods keep the matrix quick.
@@ -166,6 +170,9 @@ class Harness:
         self.tmp_path = tmp_path
         self.module = __import__(f"durox.drivers.{driver}", fromlist=["Runtime", "Client"])
         self._providers: list[Any] = []
+        self.pg_schema = (
+            f"durox_e2e_{uuid.uuid4().hex[:8]}" if provider_kind == "postgres" else None
+        )
         self.provider = self.new_provider()
         self.portal: _Portal = {
             "threads": _DirectPortal,
@@ -187,6 +194,11 @@ class Harness:
             if self._providers:
                 return self._providers[0]
             provider: Any = MemoryProvider()
+        elif self.provider_kind == "postgres":
+            from durox.providers.postgres import PostgresProvider
+            from durox.providers.testing.builtin import postgres_dsn
+
+            provider = PostgresProvider(postgres_dsn(), schema=self.pg_schema)
         else:
             provider = SqliteProvider(self.tmp_path / "durox.db", synchronous="NORMAL")
         self._providers.append(provider)
@@ -266,6 +278,10 @@ class Harness:
         for provider in self._providers:
             with contextlib.suppress(Exception):
                 provider.close()
+        if self.pg_schema is not None:
+            from durox.providers.testing.builtin import drop_postgres_schema, postgres_dsn
+
+            drop_postgres_schema(postgres_dsn(), self.pg_schema)
 
 
 @pytest.fixture(
@@ -274,11 +290,35 @@ class Harness:
 )
 def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
     driver, provider_kind, cache = request.param
+    if provider_kind == "postgres":
+        _require_postgres()
     h = Harness(driver, provider_kind, cache, tmp_path)
     try:
         yield h
     finally:
         h.close()
+
+
+_POSTGRES_PROBLEM: list[str | None] = []
+
+
+def _require_postgres() -> None:
+    """Skip (outside CI) or fail (in CI) when no PostgreSQL server answers."""
+    if not _POSTGRES_PROBLEM:
+        from durox.providers.testing.builtin import postgres_dsn
+
+        try:
+            import psycopg
+
+            psycopg.connect(postgres_dsn(), connect_timeout=3).close()
+            _POSTGRES_PROBLEM.append(None)
+        except Exception as exc:
+            _POSTGRES_PROBLEM.append(f"no PostgreSQL server at {postgres_dsn()!r}: {exc}")
+    problem = _POSTGRES_PROBLEM[0]
+    if problem is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL must be available in CI: {problem}")
+        pytest.skip(problem)
 
 
 def make_harness(driver: str, provider_kind: str, cache: str, tmp_path: Path) -> Harness:
