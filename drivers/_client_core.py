@@ -267,6 +267,13 @@ class ClientCore:
         check_id(instance_id, "instance id")
         return status_from_provider(self.provider.get_instance_status(instance_id))
 
+    def _existing_status(self, instance_id: str) -> OrchestrationStatus:
+        """The status of an instance that must exist (``InstanceNotFound`` otherwise)."""
+        status = self.get_orchestration_status(instance_id)
+        if isinstance(status, NotFound):
+            raise InstanceNotFound(f"instance {instance_id!r} does not exist")
+        return status
+
     def plan_wait_for_orchestration(
         self, instance_id: str, timeout: float | None
     ) -> Plan[OrchestrationStatus]:
@@ -275,10 +282,7 @@ class ClientCore:
         timeout = _check_timeout(timeout)
 
         def read() -> OrchestrationStatus:
-            status = self.get_orchestration_status(instance_id)
-            if isinstance(status, NotFound):
-                raise InstanceNotFound(f"instance {instance_id!r} does not exist")
-            return status
+            return self._existing_status(instance_id)
 
         return _poll_plan(
             read,
@@ -310,10 +314,7 @@ class ClientCore:
         timeout = _check_timeout(timeout)
 
         def read() -> OrchestrationStatus:
-            status = self.get_orchestration_status(instance_id)
-            if isinstance(status, NotFound):
-                raise InstanceNotFound(f"instance {instance_id!r} does not exist")
-            return status
+            return self._existing_status(instance_id)
 
         return _poll_plan(
             read,

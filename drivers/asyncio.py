@@ -112,7 +112,8 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-async def _waiter(cancellation: Cancellation) -> None:
+async def wait_cancelled(cancellation: Cancellation) -> None:
+    """Wait on the running asyncio loop until ``cancellation`` fires (from any thread)."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[None] = loop.create_future()
 
@@ -223,7 +224,7 @@ class Runtime:
             async_client_factory=lambda: Client(
                 provider, max_payload_bytes=options.max_payload_bytes
             ),
-            async_waiter=_waiter,
+            async_waiter=wait_cancelled,
         )
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=options.orchestration_concurrency + options.worker_concurrency + 2,

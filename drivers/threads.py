@@ -27,10 +27,10 @@ from typing import Any
 from durox.core.codec import DEFAULT_MAX_PAYLOAD_BYTES
 from durox.core.options import RuntimeOptions
 from durox.core.registry import Registry
-from durox.drivers._activity import Cancellation
 from durox.drivers._client_core import ClientCore
 from durox.drivers._metrics import RuntimeMetrics
 from durox.drivers._steps import WAKE_ALL, ActivityJob, RuntimeCore
+from durox.drivers.asyncio import wait_cancelled
 from durox.providers.base import Provider
 
 __all__ = ["Client", "Runtime"]
@@ -70,21 +70,6 @@ class _Wake:
                 self._cond.wait(timeout)
 
 
-async def _asyncio_waiter(cancellation: Cancellation) -> None:
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[None] = loop.create_future()
-
-    def resolve() -> None:
-        if not future.done():
-            future.set_result(None)
-
-    def fire() -> None:
-        loop.call_soon_threadsafe(resolve)
-
-    cancellation.add_callback(fire)
-    await future
-
-
 class Runtime:
     """Runs orchestrations and activities on threads until shut down.
 
@@ -110,7 +95,7 @@ class Runtime:
                 provider, max_payload_bytes=self.options.max_payload_bytes
             ),
             async_client_factory=self._asyncio_client,
-            async_waiter=_asyncio_waiter,
+            async_waiter=wait_cancelled,
         )
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []

@@ -137,7 +137,7 @@ def test_cancellation_signal_blocking_and_callbacks():
 
 
 def test_cancellation_awaitable_on_asyncio_and_trio():
-    from durox.drivers.asyncio import _waiter as asyncio_waiter
+    from durox.drivers.asyncio import wait_cancelled as asyncio_waiter
     from durox.drivers.trio import _waiter as trio_waiter
 
     async def on_asyncio():
